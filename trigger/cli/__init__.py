@@ -1,0 +1,52 @@
+"""The `trigger` command: a thin layer that parses, calls a stage, and reports.
+
+Heavy imports (TensorFlow, hls4ml, Pythia) live inside the commands so `trigger --help` is
+instant. Every `TriggerError` becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from trigger import __version__
+from trigger.errors import TriggerError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except TriggerError as error:
+            click.echo(f"trigger: error: {error}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="trigger")
+def cli() -> None:
+    """Jet-tagging networks from training to bit-exact L1 trigger firmware.
+
+    \b
+    Stages (each reads the previous stage's artifacts from disk):
+      trigger data generate      Pythia 8 + FastJet jets in the hls4ml LHC-jet layout
+      trigger train-and-compress QAT + pruning + distillation from a recipe
+      trigger emit-hls           hls4ml project and bit-accurate C++ emulator
+      trigger validate           firmware vs float model: physics and hardware
+      trigger run                all of the above for one recipe
+    """
+
+
+def _register() -> None:
+    # One line per command group; each module imports its stage lazily inside the command.
+    from trigger.cli.data import data
+
+    cli.add_command(data)
+
+
+_register()
+
+
+def main() -> None:
+    cli()

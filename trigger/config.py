@@ -1,0 +1,245 @@
+"""Recipe schema: typed defaults, YAML loading, command-line overrides, one-line errors.
+
+A recipe file under `models/` holds only what differs from these defaults. Every stage reads
+its own section; the resolved recipe is saved next to each artifact so the next stage can
+rebuild everything from the artifact alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from trigger.errors import TriggerError
+
+CLASS_NAMES = ("g", "q", "W", "Z", "t")
+
+Bits = Annotated[int, Field(ge=1, le=32)]
+IntegerBits = Annotated[int, Field(ge=0, le=32)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors, so a typo never silently falls back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GenerationConfig(Strict):
+    """How `trigger data generate` makes the dataset a recipe trains on when it is absent."""
+
+    jets_per_class: PositiveInt = 2000
+    seed: Annotated[int, Field(ge=1, le=900_000_000)] = 1
+    pt_min: float = 800.0
+    pt_max: float = 1200.0
+    eta_max: float = 2.0
+    shard_size: PositiveInt = 500
+
+
+class DataConfig(Strict):
+    path: str = "data/demo.h5"
+    generation: GenerationConfig = GenerationConfig()
+    # Weaver-style fixed-size input contract: the firmware sees exactly N x F numbers.
+    n_constituents: PositiveInt = 16
+    features: tuple[str, ...] = ("ptrel", "etarel", "phirel")
+    # Reweight every class to the same (pT, eta) spectrum so a tagger cannot win on kinematics.
+    reweight: Literal["none", "pt_eta"] = "pt_eta"
+    # Normalised inputs are clipped to +-clip: the firmware's input range.
+    clip: float = Field(default=8.0, gt=0)
+    split: tuple[Fraction, Fraction, Fraction] = (0.6, 0.2, 0.2)
+    split_seed: int = 42
+    max_jets: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _split_sums_to_one(self) -> DataConfig:
+        if abs(sum(self.split) - 1.0) > 1e-6:
+            msg = f"data.split must sum to 1, got {list(self.split)}"
+            raise ValueError(msg)
+        return self
+
+
+class QuantizerConfig(Strict):
+    """Fixed-point format: `bits` in total, `integer` of them left of the point (sign excluded)."""
+
+    bits: Bits = 8
+    integer: IntegerBits = 0
+
+
+class LayerQuantization(Strict):
+    weight: QuantizerConfig = QuantizerConfig(bits=8, integer=0)
+    bias: QuantizerConfig = QuantizerConfig(bits=8, integer=0)
+    activation: QuantizerConfig = QuantizerConfig(bits=8, integer=3)
+
+    @model_validator(mode="after")
+    def _integer_fits(self) -> LayerQuantization:
+        for name in ("weight", "bias", "activation"):
+            q = getattr(self, name)
+            if q.integer >= q.bits:
+                msg = f"{name}.integer ({q.integer}) must be smaller than {name}.bits ({q.bits})"
+                raise ValueError(msg)
+        return self
+
+
+class QuantizationConfig(Strict):
+    enabled: bool = True
+    input: QuantizerConfig = QuantizerConfig(bits=12, integer=3)
+    default: LayerQuantization = LayerQuantization()
+    # Per-layer overrides by layer name (e.g. "phi_0", "rho_0", "output").
+    layers: dict[str, LayerQuantization] = {}
+    output: QuantizerConfig = QuantizerConfig(bits=16, integer=6)
+
+    def for_layer(self, name: str) -> LayerQuantization:
+        return self.layers.get(name, self.default)
+
+
+class ArchitectureConfig(Strict):
+    kind: Literal["deepsets", "mlp"] = "deepsets"
+    phi: tuple[PositiveInt, ...] = (32, 16)
+    rho: tuple[PositiveInt, ...] = (16,)
+    pooling: Literal["mean", "sum", "max"] = "mean"
+    activation: Literal["relu"] = "relu"
+
+
+class PruningConfig(Strict):
+    enabled: bool = True
+    target_sparsity: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
+    # Fractions of the total training steps: ramp the sparsity polynomially between them.
+    begin: Fraction = 0.1
+    end: Fraction = 0.7
+    frequency: PositiveInt = 50
+
+
+class TeacherConfig(Strict):
+    architecture: ArchitectureConfig = ArchitectureConfig(phi=(128, 128, 128), rho=(128, 64))
+    n_constituents: PositiveInt = 32
+    epochs: PositiveInt = 30
+    learning_rate: float = Field(default=1e-3, gt=0)
+
+
+class DistillationConfig(Strict):
+    enabled: bool = True
+    teacher: TeacherConfig = TeacherConfig()
+    temperature: float = Field(default=4.0, gt=0)
+    # Weight of the soft (teacher) loss; the hard-label loss gets 1 - alpha.
+    alpha: Fraction = 0.7
+
+
+class TrainingConfig(Strict):
+    epochs: PositiveInt = 30
+    batch_size: PositiveInt = 256
+    optimizer: Literal["adam", "sgd"] = "adam"
+    learning_rate: float = Field(default=2e-3, gt=0)
+    schedule: Literal["constant", "cosine"] = "cosine"
+    patience: PositiveInt = 8
+    seed: int = 7
+
+
+class FirmwareConfig(Strict):
+    backend: Literal["Vivado", "Vitis"] = "Vivado"
+    part: str = "xcvu13p-flga2577-2-e"
+    clock_period: float = Field(default=5.0, gt=0)
+    io_type: Literal["io_parallel", "io_stream"] = "io_parallel"
+    strategy: Literal["Latency", "Resource", "distributed_arithmetic"] = "Latency"
+    reuse_factor: PositiveInt = 1
+    emulation_jets: PositiveInt = 5000
+
+
+class GatesConfig(Strict):
+    max_accuracy_drop: float | None = 0.03
+    max_observable_distance: float | None = 0.1
+    min_bit_exact_fraction: float | None = 1.0
+    max_latency_ns: float | None = None
+    max_lut: int | None = None
+    max_dsp: int | None = None
+
+
+class ValidationConfig(Strict):
+    signal_efficiencies: tuple[Fraction, ...] = (0.5, 0.8)
+    working_point_efficiency: Fraction = 0.5
+    gates: GatesConfig = GatesConfig()
+
+
+class Recipe(Strict):
+    name: str = "default"
+    description: str = ""
+    data: DataConfig = DataConfig()
+    architecture: ArchitectureConfig = ArchitectureConfig()
+    quantization: QuantizationConfig = QuantizationConfig()
+    pruning: PruningConfig = PruningConfig()
+    distillation: DistillationConfig = DistillationConfig()
+    training: TrainingConfig = TrainingConfig()
+    firmware: FirmwareConfig = FirmwareConfig()
+    validation: ValidationConfig = ValidationConfig()
+
+    def digest(self, *sections: str) -> str:
+        """A short hash of the named sections, to tell whether an artifact is up to date."""
+        dump = self.model_dump(mode="json")
+        payload = {s: dump[s] for s in sections} if sections else dump
+        text = json.dumps(payload, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{field}'"
+    got = first.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{source}: {field}: {first['msg']}{shown}"
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        msg = f"--set expects KEY=VALUE, got '{text}'"
+        raise TriggerError(msg)
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def _apply_override(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            msg = f"--set {'.'.join(path)}: '{part}' is not a section"
+            raise TriggerError(msg)
+        node = child
+    node[path[-1]] = value
+
+
+def recipe_from_dict(tree: dict[str, Any], source: str = "recipe") -> Recipe:
+    try:
+        return Recipe.model_validate(tree)
+    except ValidationError as error:
+        raise TriggerError(_format_validation_error(source, error)) from None
+
+
+def load_recipe(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Recipe:
+    """Read a YAML recipe, apply `--set a.b=value` overrides, validate once."""
+    path = Path(path)
+    if not path.is_file():
+        msg = f"recipe not found: {path}"
+        raise TriggerError(msg)
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        msg = f"{path}: not valid YAML ({str(error).splitlines()[0]})"
+        raise TriggerError(msg) from None
+    if not isinstance(tree, dict):
+        msg = f"{path}: a recipe must be a mapping of sections"
+        raise TriggerError(msg)
+    tree.setdefault("name", path.stem)
+    for text in overrides:
+        _apply_override(tree, *_parse_override(text))
+    return recipe_from_dict(tree, source=str(path))
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
