@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-from trigger.data.layout import JET_FEATURES, PARTICLE_FEATURES, write_jets_file  # noqa: E402
+from trigger.data.layout import JET_FEATURES, PARTICLE_FEATURES, write_jets_file
 
 
 def synthetic_jets(
@@ -51,7 +51,6 @@ def synthetic_jets(
         jets[i, jcol["j_mass"]] = 20 + 40 * label + rng.normal(0, 5)
         jets[i, jcol["j_mass_mmdt"]] = 10 + 40 * label + rng.normal(0, 5)
         jets[i, jcol["j_multiplicity"]] = multiplicity
-        jets[i, jcol["j_ptfrac"]] = 1.0
         jets[i, jcol[("j_g", "j_q", "j_w", "j_z", "j_t")[label]]] = 1.0
     return constituents, jets
 

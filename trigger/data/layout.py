@@ -25,9 +25,7 @@ PARTICLE_FEATURES = (
 )  # fmt: skip
 
 # Observables first, labels last: `jets[:, -6:-1]` are the one-hot labels, as published.
-JET_OBSERVABLES = (
-    "j_pt", "j_eta", "j_phi", "j_mass", "j_mass_mmdt", "j_multiplicity", "j_ptfrac",
-)  # fmt: skip
+JET_OBSERVABLES = ("j_pt", "j_eta", "j_phi", "j_mass", "j_mass_mmdt", "j_multiplicity")
 LABEL_COLUMNS = ("j_g", "j_q", "j_w", "j_z", "j_t", "j_undef")
 JET_FEATURES = JET_OBSERVABLES + LABEL_COLUMNS
 
@@ -94,9 +92,7 @@ class OpenedJets:
                 f"{len(self.particle_names)}) to match '{PARTICLE_NAMES_KEY}'"
             )
         elif len(j) != 2 or j[0] != c[0] or j[1] != len(self.jet_names):
-            problems.append(
-                f"'{JETS_KEY}' has shape {j}, expected ({c[0]}, {len(self.jet_names)})"
-            )
+            problems.append(f"'{JETS_KEY}' has shape {j}, expected ({c[0]}, {len(self.jet_names)})")
         missing = [n for n in ("g", "q", "w", "z", "t") if n not in self.jet_names]
         if missing:
             problems.append(f"'{JET_NAMES_KEY}' lacks label columns {['j_' + m for m in missing]}")
@@ -107,6 +103,18 @@ class OpenedJets:
 
     def __len__(self) -> int:
         return self.constituents.shape[0]
+
+    def check_finite(self, chunk: int = 20_000) -> None:
+        """Scan every stored number (chunk by chunk, so large files fit in memory)."""
+        for name, dataset in ((CONSTITUENTS_KEY, self.constituents), (JETS_KEY, self.jets)):
+            for start in range(0, len(self), chunk):
+                block = dataset[start : start + chunk]
+                if not np.isfinite(block).all():
+                    bad = start + int(
+                        np.flatnonzero(~np.isfinite(block).reshape(len(block), -1).all(1))[0]
+                    )
+                    msg = f"{self.path}: '{name}' holds NaN or infinite values (first at jet {bad})"
+                    raise TriggerError(msg)
 
     def particle_index(self, feature: str) -> int:
         try:

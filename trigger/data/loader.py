@@ -188,7 +188,9 @@ def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[np.ndar
     return [np.sort(part) for part in np.split(order, bounds)]
 
 
-def load_dataset(config: DataConfig, path: str | Path | Sequence[str | Path] | None = None) -> Dataset:
+def load_dataset(
+    config: DataConfig, path: str | Path | Sequence[str | Path] | None = None
+) -> Dataset:
     """Read, weight, split and normalise; the preprocessing is fitted on the training split."""
     raw = read_jets(path or config.path, config.n_constituents, config.features, config.max_jets)
     if config.reweight == "pt_eta":

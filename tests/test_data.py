@@ -1,0 +1,234 @@
+"""Data stage: Pythia generation in the hls4ml layout, resumption, the loader, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.conftest import synthetic_jets, write_synthetic_file
+from trigger.config import CLASS_NAMES, DataConfig
+from trigger.data.generate import GenerationSettings, generate, manifest_path, shard_plan
+from trigger.data.layout import JET_FEATURES, PARTICLE_FEATURES, write_jets_file
+from trigger.data.loader import flattening_weights, load_dataset, read_jets, split_indices
+from trigger.errors import TriggerError
+
+TRIGGER = str(Path(sys.executable).with_name("trigger"))
+TINY = GenerationSettings(jets_per_class=12, seed=5, shard_size=6)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate(TINY, tmp_path_factory.mktemp("gen") / "tiny.h5", workers=2)
+
+
+def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([TRIGGER, *args], capture_output=True, text=True, **kwargs)
+
+
+# --- generation -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_generated_file_has_the_published_layout(generated: Path) -> None:
+    with h5py.File(generated) as f:
+        constituents, jets = f["jetConstituentList"][()], f["jets"][()]
+        particle_names = [n.decode() for n in f["particleFeatureNames"][()]]
+        jet_names = [n.decode() for n in f["jetFeatureNames"][()]]
+    n = 5 * TINY.jets_per_class
+    assert constituents.shape == (n, 150, 16) and constituents.dtype == np.float32
+    assert jets.shape == (n, len(JET_FEATURES))
+    assert particle_names == list(PARTICLE_FEATURES)
+    assert jet_names[-6:] == ["j_g", "j_q", "j_w", "j_z", "j_t", "j_undef"]
+
+    labels = jets[:, -6:-1]
+    assert set(np.unique(labels)) == {0.0, 1.0}
+    assert np.all(labels.sum(axis=1) == 1)
+    assert np.all(labels.sum(axis=0) == TINY.jets_per_class)
+
+    pt = constituents[..., PARTICLE_FEATURES.index("j1_pt")]
+    multiplicity = jets[:, JET_FEATURES.index("j_multiplicity")]
+    for jet_pt, m, particles in zip(pt, multiplicity, constituents, strict=True):
+        real = int(min(m, 150))
+        assert np.all(np.diff(jet_pt[:real]) <= 0), "constituents must be pT-ordered"
+        assert np.all(jet_pt[:real] > 0) and np.all(particles[real:] == 0), "zero padding"
+    jet_pt = jets[:, JET_FEATURES.index("j_pt")]
+    assert np.all((jet_pt > TINY.pt_min) & (jet_pt < TINY.pt_max))
+    assert np.all(np.abs(jets[:, JET_FEATURES.index("j_eta")]) < TINY.eta_max)
+    ptrel_sum = constituents[..., PARTICLE_FEATURES.index("j1_ptrel")].sum(axis=1)
+    assert np.all(ptrel_sum[multiplicity <= 150] > 0.9)
+
+
+@pytest.mark.slow
+def test_manifest_records_settings_seeds_versions_counts(generated: Path) -> None:
+    manifest = json.loads(manifest_path(generated).read_text())
+    assert manifest["settings"]["seed"] == TINY.seed
+    assert manifest["counts"] == {c: TINY.jets_per_class for c in CLASS_NAMES}
+    assert len({s["seed"] for s in manifest["shards"]}) == len(shard_plan(TINY))
+    assert {"pythia8mc", "fastjet", "numpy"} <= set(manifest["versions"])
+
+
+@pytest.mark.slow
+def test_same_seed_gives_identical_bytes_whatever_the_workers(generated: Path, tmp_path) -> None:
+    again = generate(TINY, tmp_path / "again.h5", workers=1)
+    assert again.read_bytes() == generated.read_bytes()
+    assert manifest_path(again).read_bytes() == manifest_path(generated).read_bytes()
+    other_seed = GenerationSettings(jets_per_class=2, seed=6, shard_size=6)
+    other = generate(other_seed, tmp_path / "other.h5", workers=2)
+    with h5py.File(other) as f, h5py.File(generated) as g:
+        assert not np.array_equal(f["jets"][:2], g["jets"][:2])
+
+
+def test_shards_get_distinct_seeds_and_cover_every_jet() -> None:
+    plan = shard_plan(GenerationSettings(jets_per_class=1001, seed=1, shard_size=250))
+    assert len({s.seed for s in plan}) == len(plan)
+    for label in range(5):
+        assert sum(s.n_jets for s in plan if s.label == label) == 1001
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_without_losing_or_duplicating_jets(generated, tmp_path) -> None:
+    out = tmp_path / "resumed.h5"
+    args = ["data", "generate", "--out", str(out), "--jets-per-class", "12", "--seed", "5",
+            "--shard-size", "6", "--workers", "1"]  # fmt: skip
+    process = subprocess.Popen([TRIGGER, *args], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    shard_dir = tmp_path / "resumed.h5.shards"
+    deadline = time.monotonic() + 120
+    while not list(shard_dir.glob("*.npz")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    kept = list(shard_dir.glob("*.npz"))
+    assert 1 <= len(kept) < len(shard_plan(TINY)), "the run should have been cut mid-way"
+    assert not out.exists(), "no final file from an interrupted run"
+
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == generated.read_bytes()
+    assert not shard_dir.exists()
+
+
+def test_generation_rejects_bad_settings(tmp_path) -> None:
+    result = run_cli("data", "generate", "--out", str(tmp_path / "x.h5"), "--pt-min", "900",
+                     "--pt-max", "800")  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "pT window" in result.stderr
+    assert not (tmp_path / "x.h5").exists()
+
+
+# --- inspect --------------------------------------------------------------------------------
+
+
+def test_inspect_table_json_and_plot(synthetic_data: Path, tmp_path: Path) -> None:
+    result = run_cli("data", "inspect", str(synthetic_data), "--json", "--plot",
+                     str(tmp_path / "p.png"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert list(summary) == list(CLASS_NAMES)
+    assert all(row["jets"] == 300 for row in summary.values())
+    assert summary["t"]["mean_multiplicity"] > summary["g"]["mean_multiplicity"]
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    table = run_cli("data", "inspect", str(synthetic_data))
+    assert table.returncode == 0 and "soft-drop" in table.stdout
+
+
+# --- loader ---------------------------------------------------------------------------------
+
+
+def test_loader_reads_published_layout_and_selects_features(synthetic_data: Path) -> None:
+    sample = read_jets(synthetic_data, n_constituents=8, features=("ptrel", "etarel", "phirel"))
+    constituents, jets = synthetic_jets(300)
+    assert sample.x.shape == (1500, 8, 3)
+    np.testing.assert_array_equal(sample.x[..., 0], constituents[:, :8, 6])
+    np.testing.assert_array_equal(sample.y, jets[:, -6:-1])
+    assert set(sample.observables) >= {"pt", "eta", "mass", "mass_mmdt", "multiplicity"}
+
+
+def test_loader_concatenates_files_and_limits(tmp_path: Path) -> None:
+    a = write_synthetic_file(tmp_path / "a.h5", 10, seed=1)
+    b = write_synthetic_file(tmp_path / "b.h5", 10, seed=2)
+    both = read_jets([a, b], 4, ("ptrel",))
+    assert len(both) == 100
+    assert len(read_jets([a, b], 4, ("ptrel",), limit=30)) == 30
+
+
+def test_dataset_splits_are_deterministic_disjoint_and_normalised(synthetic_data: Path) -> None:
+    config = DataConfig(path=str(synthetic_data), n_constituents=16, split=(0.6, 0.2, 0.2))
+    first, second = load_dataset(config), load_dataset(config)
+    np.testing.assert_array_equal(first.test.x, second.test.x)
+    parts = split_indices(1500, config.split, config.split_seed)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(1500))
+    assert [len(p) for p in parts] == [900, 300, 300]
+
+    x = first.train.x
+    real = ~np.all(x == 0, axis=-1)
+    np.testing.assert_allclose(x[real].mean(axis=0), 0, atol=0.05)
+    assert np.all(np.abs(x) <= config.clip)
+    assert first.preprocessing.n_constituents == 16
+    assert first.preprocessing.features == config.features
+
+
+def test_flattening_weights_equalise_class_pt_spectra(tmp_path: Path) -> None:
+    constituents, jets = synthetic_jets(400, seed=3)
+    pt_col = JET_FEATURES.index("j_pt")
+    gluons = jets[:, JET_FEATURES.index("j_g")] == 1
+    # Gluons: a much steeper spectrum over the same window.
+    jets[gluons, pt_col] = 800 + 400 * ((jets[gluons, pt_col] - 800) / 400) ** 4
+    write_jets_file(tmp_path / "skewed.h5", constituents, jets)
+    sample = read_jets(tmp_path / "skewed.h5", 1, ("ptrel",))
+    weights = flattening_weights(sample)
+    pt, labels = sample.observables["pt"], sample.labels
+    raw_gap = abs(pt[labels == 0].mean() - pt[labels == 2].mean())
+    weighted = [np.average(pt[labels == c], weights=weights[labels == c]) for c in (0, 2)]
+    assert abs(weighted[0] - weighted[1]) < 0.25 * raw_gap
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+def _broken(tmp_path: Path, kind: str) -> Path:
+    constituents, jets = synthetic_jets(4)
+    path = tmp_path / f"{kind}.h5"
+    if kind == "nan":
+        constituents[3, 0, 6] = np.nan
+        write_jets_file(path, constituents, jets)
+    elif kind == "wrong_shape":
+        write_jets_file(path, constituents[:, :, :10], jets)
+    elif kind == "missing_key":
+        write_jets_file(path, constituents, jets)
+        with h5py.File(path, "a") as f:
+            del f["jets"]
+    elif kind == "not_hdf5":
+        path.write_text("not a file of jets")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("missing", "data file not found"),
+        ("missing_key", "missing HDF5 key 'jets'"),
+        ("wrong_shape", "has shape (20, 150, 10)"),
+        ("nan", "NaN"),
+        ("not_hdf5", "not an HDF5 file"),
+    ],
+)
+def test_bad_input_gives_one_line_error_and_nonzero_exit(tmp_path, kind, message) -> None:
+    path = _broken(tmp_path, kind)
+    result = run_cli("data", "inspect", str(path))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    with pytest.raises(TriggerError, match=re.escape(message)):
+        read_jets(path, 4, ("ptrel", "etarel"))

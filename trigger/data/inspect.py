@@ -1,0 +1,67 @@
+"""`trigger data inspect`: per-class counts and the observables a physicist checks first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from trigger.config import CLASS_NAMES
+from trigger.data.layout import OpenedJets
+from trigger.data.loader import read_jets
+from trigger.io import atomic_path
+
+
+def summarize(path: str | Path) -> dict[str, dict[str, float]]:
+    """Per class: jets, median mass and soft-drop mass (GeV), mean multiplicity."""
+    with OpenedJets(path) as f:
+        f.check_finite()
+    sample = read_jets(path, n_constituents=1, features=("pt",))
+    labels = sample.labels
+    summary = {}
+    for c, name in enumerate(CLASS_NAMES):
+        members = labels == c
+        row = {"jets": int(members.sum())}
+        for key, stat, column in (
+            ("median_mass", np.median, "mass"),
+            ("median_softdrop_mass", np.median, "mass_mmdt"),
+            ("mean_multiplicity", np.mean, "multiplicity"),
+        ):
+            values = sample.observables.get(column)
+            ok = values is not None and members.any()
+            row[key] = round(float(stat(values[members])), 2) if ok else None
+        summary[name] = row
+    return summary
+
+
+def plot(path: str | Path, png: str | Path) -> Path:
+    """Per-class distributions of jet mass, soft-drop mass and multiplicity, one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sample = read_jets(path, n_constituents=1, features=("pt",))
+    labels = sample.labels
+    panels = (
+        ("mass", "jet mass [GeV]", np.linspace(0, 300, 61)),
+        ("mass_mmdt", "soft-drop mass [GeV]", np.linspace(0, 300, 61)),
+        ("multiplicity", "constituent multiplicity", np.arange(0, 204, 4)),
+    )
+    shown = [p for p in panels if p[0] in sample.observables]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 4), squeeze=False)
+    for ax, (column, title, bins) in zip(axes[0], shown, strict=True):
+        for c, name in enumerate(CLASS_NAMES):
+            values = sample.observables[column][labels == c]
+            if len(values):
+                ax.hist(values, bins=bins, histtype="step", density=True, label=name, lw=1.5)
+        ax.set_xlabel(title)
+        ax.set_ylabel("density (unit area per class)")
+    axes[0][0].legend(title="class")
+    fig.suptitle(f"{Path(path).name}: {len(labels)} jets")
+    fig.tight_layout()
+    png = Path(png)
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return png
