@@ -35,7 +35,7 @@ def data() -> None:
 @click.option(
     "--shard-size",
     type=click.IntRange(min=1),
-    default=500,
+    default=1000,
     show_default=True,
     help="Jets per shard: the unit of parallelism and of resumption.",
 )

@@ -80,7 +80,7 @@ class GenerationSettings:
     pt_min: float = 800.0
     pt_max: float = 1200.0
     eta_max: float = 2.0
-    shard_size: int = 500
+    shard_size: int = 1000
 
     def __post_init__(self) -> None:
         if not 1 <= self.seed <= 900_000_000:

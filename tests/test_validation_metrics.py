@@ -1,0 +1,146 @@
+"""Validation metrics against hand-computed values on small fixed examples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trigger.config import GatesConfig
+from trigger.validation.gates import evaluate_gates, failed
+from trigger.validation.hardware import DenseCost, estimate
+from trigger.validation.metrics import (
+    accuracy,
+    background_rejection,
+    discriminant,
+    one_vs_rest_auc,
+    threshold_for_efficiency,
+    top_class_agreement,
+)
+from trigger.validation.observables import compare_selections, efficiency_curve, ks_distance
+
+G, Q, W, Z, T = range(5)
+
+
+def logits_from(probabilities: list[list[float]]) -> np.ndarray:
+    """Logits whose softmax is exactly the given rows (up to rounding)."""
+    return np.log(np.asarray(probabilities, dtype=np.float64))
+
+
+def test_accuracy_and_top_class_agreement() -> None:
+    logits = logits_from([[0.6, 0.1, 0.1, 0.1, 0.1], [0.1, 0.6, 0.1, 0.1, 0.1],
+                          [0.1, 0.1, 0.1, 0.6, 0.1], [0.1, 0.1, 0.1, 0.1, 0.6]])  # fmt: skip
+    labels = np.array([G, Q, W, T])
+    assert accuracy(logits, labels) == 0.75  # the W jet is called Z
+    other = logits[[0, 1, 2, 0]]
+    assert top_class_agreement(logits, other) == 0.75
+
+
+def test_one_vs_rest_auc_counts_correctly_ordered_pairs() -> None:
+    # p_W of the W jets: 0.5, 0.3; of the gluons: 0.4, 0.1, 0.2. Pairs ordered right:
+    # 0.5 beats all three, 0.3 beats 0.1 and 0.2: 5 of 6.
+    eps = 1e-6
+    rows = [[eps, eps, p, 1 - p - 3 * eps, eps] for p in (0.5, 0.3, 0.4, 0.1, 0.2)]
+    labels = np.array([W, W, G, G, G])
+    auc = one_vs_rest_auc(logits_from(rows), labels)
+    assert auc["W"] == pytest.approx(5 / 6)
+
+
+def test_threshold_keeps_at_least_the_target_efficiency_with_ties() -> None:
+    scores = np.array([0.9, 0.8, 0.8, 0.8, 0.1])
+    assert threshold_for_efficiency(scores, 0.4) == 0.8  # 2 of 5 needed; ties keep 4 of 5
+    assert threshold_for_efficiency(scores, 0.2) == 0.9
+    assert threshold_for_efficiency(scores, 1.0) == 0.1
+
+
+def test_background_rejection_at_fixed_signal_efficiency() -> None:
+    # W-vs-QCD discriminant p_W / (p_W + p_q + p_g); Z and t jets are not background.
+    rows = [[0.1, 0.1, 0.8, 0.0, 0.0],  # W: disc 0.8
+            [0.3, 0.3, 0.4, 0.0, 0.0],  # W: disc 0.4
+            [0.5, 0.0, 0.5, 0.0, 0.0],  # g: disc 0.5
+            [0.0, 0.8, 0.2, 0.0, 0.0],  # q: disc 0.2
+            [0.0, 0.9, 0.1, 0.0, 0.0],  # q: disc 0.1
+            [0.0, 0.0, 0.9, 0.1, 0.0],  # Z: disc 1.0, ignored as background
+            ]  # fmt: skip
+    rows = [[max(p, 1e-12) for p in r] for r in rows]
+    labels = np.array([W, W, G, Q, Q, Z])
+    logits = logits_from(rows)
+    np.testing.assert_allclose(discriminant(logits, "W")[:5], [0.8, 0.4, 0.5, 0.2, 0.1], atol=1e-9)
+    result = background_rejection(logits, labels, "W", [0.5, 1.0])
+    # 50%: cut at 0.8 -> no background passes -> rejection undefined (None).
+    assert result["0.5"] == {"signal_efficiency": 0.5, "background_efficiency": 0.0,
+                             "rejection": None}  # fmt: skip
+    # 100%: cut at 0.4 -> the gluon (0.5) passes: eps_B = 1/3, rejection 3.
+    assert result["1"]["background_efficiency"] == pytest.approx(1 / 3)
+    assert result["1"]["rejection"] == pytest.approx(3.0)
+
+
+def test_ks_distance_hand_example_and_identity() -> None:
+    assert ks_distance(np.array([1.0, 2, 3, 4]), np.array([3.0, 4, 5, 6]))["distance"] == 0.5
+    same = np.array([5.0, 1, 3])
+    assert ks_distance(same, same[::-1]) == {"distance": 0.0, "p_value": 1.0,
+                                             "n_reference": 3, "n_test": 3}  # fmt: skip
+    assert ks_distance(np.array([1.0]), same)["distance"] is None
+
+
+def test_efficiency_curve_per_bin() -> None:
+    values = np.array([0.5, 1.5, 1.6, 2.5, 2.6, 2.7])
+    passed = np.array([True, False, True, True, True, False])
+    curve = efficiency_curve(values, passed, np.array([0.0, 1.0, 2.0, 3.0, 4.0]))
+    assert curve["efficiency"] == [1.0, 0.5, pytest.approx(2 / 3), None]
+
+
+def _toy_classifier(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 5, n)
+    mass = np.where(labels == W, rng.normal(80, 8, n), rng.uniform(0, 250, n))
+    observables = {"mass": mass, "pt": rng.uniform(800, 1200, n)}
+    probs = np.full((n, 5), 0.1) + rng.uniform(0, 0.3, (n, 5))
+    probs[np.arange(n), labels] += 0.15  # a mediocre tagger, blind to mass within a class
+    return labels, observables, np.log(probs / probs.sum(axis=1, keepdims=True))
+
+
+def test_float_reference_against_itself_is_not_flagged() -> None:
+    labels, observables, logits = _toy_classifier(4000)
+    result = compare_selections(logits, logits.copy(), labels, observables, 0.5)
+    assert result["max_distance"] == 0.0
+
+
+def test_a_mass_sculpting_predictor_is_flagged() -> None:
+    labels, observables, logits = _toy_classifier(4000)
+    near_w = np.abs(observables["mass"] - 80) < 15
+    noise = np.random.default_rng(1).normal(0, 0.1, len(labels))
+    sculpting = np.zeros_like(logits)
+    sculpting[:, W] = np.where(near_w, 3.0, -3.0) + noise  # tags W by mass alone
+    result = compare_selections(logits, sculpting, labels, observables, 0.5)
+    w_background_mass = result["classes"]["W"]["background"]["mass"]
+    assert w_background_mass["distance"] > 0.3
+    assert result["max_distance"] > GatesConfig().max_observable_distance
+    assert result["worst"].startswith("W/background/mass")
+
+
+def test_gates_report_value_limit_and_verdict() -> None:
+    config = GatesConfig(max_accuracy_drop=0.02, max_observable_distance=0.1,
+                         min_bit_exact_fraction=1.0, max_lut=1000, max_latency_ns=None)  # fmt: skip
+    gates = evaluate_gates(config, {"accuracy_drop": 0.01, "observable_distance": 0.3,
+                                    "bit_exact_fraction": 1.0, "lut": 1200})  # fmt: skip
+    assert gates["max_accuracy_drop"] == {"value": 0.01, "limit": 0.02, "passed": True}
+    assert failed(gates) == ["max_observable_distance", "max_lut"]
+    assert "max_latency_ns" not in gates
+    only_dsp = GatesConfig(max_accuracy_drop=None, max_observable_distance=None,
+                           min_bit_exact_fraction=None, max_dsp=0)  # fmt: skip
+    assert failed(evaluate_gates(only_dsp, {})) == ["max_dsp"]
+
+
+def test_hardware_estimate_counts_nonzero_weights_and_labels_itself() -> None:
+    kernel = np.array([[0.5, 0.0], [0.75, -0.25]])  # 3 nonzero weights, fan-in 2
+    layer = DenseCost("phi_0", kernel, weight_bits=8, weight_fraction_bits=7, input_bits=8,
+                      output_bits=8, uses=16)  # fmt: skip
+    figures = estimate([layer], n_constituents=16, clock_period_ns=5.0)
+    assert figures["source"] == "estimate" and "not a synthesis result" in figures["method"]
+    assert figures["dsp"] == 0
+    # CSD digits: 0.5 -> 1, 0.75 -> 2 (1 - 1/4), -0.25 -> 1: one extra adder of 8 bits;
+    # accumulators: 3 weights x (8 + 8 + 2) bits; all x 16 uses.
+    assert figures["lut"] == 16 * (8 * 1 + 3 * 18)
+    assert figures["latency_cycles"] == (1 + 1) + 2
+    wide = DenseCost("d", kernel, 16, 10, 16, 16, 1)
+    assert estimate([wide], 16, 5.0)["dsp"] == 3

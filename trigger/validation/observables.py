@@ -1,0 +1,121 @@
+"""Does compression sculpt the physics? Observables of the jets each predictor selects.
+
+At a common working point (each predictor's own cut on p_k giving the same efficiency for true
+class-k jets), the jets a predictor selects as class k are compared with those the reference
+selects, observable by observable, with the two-sample Kolmogorov-Smirnov distance. Jets
+selected as class k split into signal (truly k) and background (the rest): background
+sculpting, e.g. QCD jets pushed towards the W mass, is what a trigger group fears most.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import ks_2samp
+
+from trigger.config import CLASS_NAMES
+from trigger.validation.metrics import softmax, threshold_for_efficiency
+
+OBSERVABLE_LABELS = {
+    "mass": "jet mass [GeV]",
+    "mass_mmdt": "soft-drop mass [GeV]",
+    "pt": "jet $p_T$ [GeV]",
+    "eta": r"jet $\eta$",
+    "multiplicity": "constituent multiplicity",
+}
+STATISTIC = "two-sample Kolmogorov-Smirnov distance (scipy.stats.ks_2samp)"
+
+
+def selected(logits: np.ndarray, labels: np.ndarray, target: int, efficiency: float) -> np.ndarray:
+    """Jets whose p_target passes the cut keeping `efficiency` of true-target jets."""
+    score = softmax(logits)[:, target]
+    cut = threshold_for_efficiency(score[labels == target], efficiency)
+    return score >= cut
+
+
+def ks_distance(a: np.ndarray, b: np.ndarray) -> dict[str, float | int | None]:
+    if len(a) < 2 or len(b) < 2:
+        return {"distance": None, "p_value": None, "n_reference": len(a), "n_test": len(b)}
+    if np.array_equal(np.sort(a), np.sort(b)):
+        # Identical samples: exactly zero, without scipy's floating-point round-off.
+        return {"distance": 0.0, "p_value": 1.0, "n_reference": len(a), "n_test": len(b)}
+    result = ks_2samp(a, b)
+    return {
+        "distance": float(result.statistic),
+        "p_value": float(result.pvalue),
+        "n_reference": len(a),
+        "n_test": len(b),
+    }
+
+
+def compare_selections(
+    reference_logits: np.ndarray,
+    test_logits: np.ndarray,
+    labels: np.ndarray,
+    observables: dict[str, np.ndarray],
+    efficiency: float,
+) -> dict:
+    """KS distance per (class, signal|background, observable) between the two selections."""
+    classes = {}
+    worst = (0.0, None)
+    for target, name in enumerate(CLASS_NAMES):
+        if not np.any(labels == target):
+            continue
+        ref = selected(reference_logits, labels, target, efficiency)
+        test = selected(test_logits, labels, target, efficiency)
+        groups = {"signal": labels == target, "background": labels != target}
+        classes[name] = {}
+        for group, members in groups.items():
+            rows = {}
+            for obs, values in observables.items():
+                row = ks_distance(values[ref & members], values[test & members])
+                rows[obs] = row
+                if row["distance"] is not None and row["distance"] > worst[0]:
+                    worst = (row["distance"], f"{name}/{group}/{obs}")
+            classes[name][group] = rows
+    return {
+        "working_point_efficiency": efficiency,
+        "statistic": STATISTIC,
+        "classes": classes,
+        "max_distance": worst[0],
+        "worst": worst[1],
+    }
+
+
+def efficiency_curve(
+    values: np.ndarray, passed: np.ndarray, edges: np.ndarray
+) -> dict[str, list[float | None]]:
+    """Fraction of jets passing per bin of an observable (None for empty bins)."""
+    index = np.digitize(values, edges) - 1
+    efficiency = []
+    for b in range(len(edges) - 1):
+        in_bin = index == b
+        efficiency.append(float(passed[in_bin].mean()) if in_bin.any() else None)
+    return {"edges": [float(e) for e in edges], "efficiency": efficiency}
+
+
+def sculpting_curves(
+    predictions: dict[str, np.ndarray],
+    labels: np.ndarray,
+    observables: dict[str, np.ndarray],
+    efficiency: float,
+    targets: tuple[str, ...] = ("W", "Z", "t"),
+    bins: int = 12,
+) -> dict:
+    """Signal and background efficiency versus jet pT and mass, per predictor and target."""
+    curves: dict = {}
+    for obs in ("pt", "mass"):
+        if obs not in observables:
+            continue
+        values = observables[obs]
+        edges = np.quantile(values, np.linspace(0, 1, bins + 1))
+        edges[-1] = np.nextafter(edges[-1], np.inf)
+        for target in targets:
+            t = CLASS_NAMES.index(target)
+            for predictor, logits in predictions.items():
+                passed = selected(logits, labels, t, efficiency)
+                for group, members in (("signal", labels == t), ("background", labels != t)):
+                    curve = efficiency_curve(values[members], passed[members], edges)
+                    curves.setdefault(obs, {}).setdefault(target, {}).setdefault(predictor, {})[
+                        group
+                    ] = curve
+    return curves

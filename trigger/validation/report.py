@@ -1,0 +1,224 @@
+"""Plots (PNG), `report.md`, and a self-contained `report.html` with the plots inlined."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import numpy as np
+
+from trigger.config import CLASS_NAMES
+from trigger.io import atomic_path
+from trigger.validation.hardware import HARDWARE_KEYS
+from trigger.validation.metrics import SIGNALS
+from trigger.validation.observables import OBSERVABLE_LABELS, selected
+
+STYLES = {
+    "teacher": {"color": "tab:gray", "ls": ":"},
+    "float": {"color": "tab:blue", "ls": "-"},
+    "student": {"color": "tab:orange", "ls": "--"},
+    "firmware": {"color": "tab:red", "ls": "-."},
+}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def plot_roc(curves: dict[str, dict[str, tuple]], path: Path) -> Path:
+    """Per class: background efficiency (log) versus signal efficiency, one curve a predictor."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(CLASS_NAMES), figsize=(4 * len(CLASS_NAMES), 3.6))
+    for ax, name in zip(axes, CLASS_NAMES, strict=True):
+        for predictor, per_class in curves.items():
+            fpr, tpr = per_class[name]
+            ax.plot(tpr, np.maximum(fpr, 1e-5), label=predictor, lw=1.4, **STYLES[predictor])
+        ax.set_yscale("log")
+        ax.set_xlabel(f"efficiency, true {name}")
+        ax.set_title(f"{name} vs rest")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mistag rate, other classes")
+    axes[0].legend()
+    return _save(fig, path)
+
+
+def plot_observables(
+    predictions: dict[str, np.ndarray],
+    labels: np.ndarray,
+    observables: dict[str, np.ndarray],
+    target: str,
+    efficiency: float,
+    path: Path,
+) -> Path:
+    """Background jets selected as `target`: each predictor's distributions, ratio to float."""
+    plt = _pyplot()
+    names = [n for n in OBSERVABLE_LABELS if n in observables]
+    fig, axes = plt.subplots(
+        2, len(names), figsize=(3.6 * len(names), 4.6), sharex="col",
+        gridspec_kw={"height_ratios": [3, 1]},
+    )  # fmt: skip
+    t = CLASS_NAMES.index(target)
+    background = labels != t
+    for column, obs in enumerate(names):
+        values = observables[obs]
+        edges = np.histogram_bin_edges(values, bins=24)
+        counts = {}
+        for predictor, logits in predictions.items():
+            chosen = selected(logits, labels, t, efficiency) & background
+            counts[predictor], _ = np.histogram(values[chosen], bins=edges)
+            axes[0, column].stairs(counts[predictor], edges, label=predictor, **STYLES[predictor])
+        for predictor, c in counts.items():
+            ratio = np.divide(c, counts["float"], out=np.full(len(c), np.nan),
+                              where=counts["float"] > 0)  # fmt: skip
+            axes[1, column].stairs(ratio, edges, **STYLES[predictor])
+        axes[1, column].axhline(1, color="k", lw=0.5)
+        axes[1, column].set_ylim(0, 2)
+        axes[1, column].set_xlabel(OBSERVABLE_LABELS[obs])
+    axes[0, 0].set_ylabel(f"bkg jets tagged {target}")
+    axes[1, 0].set_ylabel("/ float")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(f"Background (non-{target}) jets selected as {target} at {efficiency:.0%} "
+                 f"{target} efficiency")  # fmt: skip
+    return _save(fig, path)
+
+
+def plot_efficiency(curves: dict, path: Path) -> Path:
+    """Signal and background efficiency versus pT and mass (the sculpting check)."""
+    plt = _pyplot()
+    rows = list(curves)
+    targets = list(next(iter(curves.values())))
+    fig, axes = plt.subplots(len(rows), len(targets), figsize=(4.2 * len(targets), 3.3 * len(rows)),
+                             squeeze=False)  # fmt: skip
+    for r, obs in enumerate(rows):
+        for c, target in enumerate(targets):
+            ax = axes[r, c]
+            for predictor, groups in curves[obs][target].items():
+                for group, marker in (("signal", "o"), ("background", "x")):
+                    edges = np.array(groups[group]["edges"])
+                    eff = np.array(
+                        [np.nan if e is None else e for e in groups[group]["efficiency"]]
+                    )
+                    centres = 0.5 * (edges[1:] + edges[:-1])
+                    ax.plot(centres, eff, marker=marker, ms=3, lw=1,
+                            label=f"{predictor} {group}", **STYLES[predictor])  # fmt: skip
+            ax.set_yscale("log")
+            ax.set_xlabel(OBSERVABLE_LABELS[obs])
+            ax.set_title(f"{target} tag")
+            ax.grid(alpha=0.3)
+        axes[r, 0].set_ylabel("efficiency")
+    axes[0, 0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_hardware(hardware: dict, path: Path) -> Path:
+    plt = _pyplot()
+    keys = [k for k in ("lut", "ff", "dsp", "bram", "latency_cycles")]
+    models = [m for m in ("compressed", "float_reference") if hardware.get(m)]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    width = 0.8 / max(len(models), 1)
+    for i, model in enumerate(models):
+        values = [max(hardware[model].get(k) or 0, 0.5) for k in keys]
+        label = f"{model} ({hardware[model]['source']})"
+        ax.bar(np.arange(len(keys)) + i * width, values, width, label=label)
+    ax.set_xticks(np.arange(len(keys)) + width * (len(models) - 1) / 2, keys)
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.set_title("Hardware: compressed vs float-reference firmware")
+    return _save(fig, path)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
+    c, o, h, g = (metrics[k] for k in ("classification", "observables", "hardware", "gates"))
+    predictors = list(c["predictors"])
+    verdict = "PASSED" if all(gate["passed"] for gate in g.values()) else "FAILED"
+    parts = [
+        f"# Validation report: {title}",
+        f"Gates: **{verdict}**. Test split: {c['test_jets']} jets. Predictors: teacher (large "
+        "float), float (the student's architecture, unquantised), student (QKeras), firmware "
+        "(hls4ml C++ emulator).",
+        "## Gates",
+        _table(["gate", "value", "limit", "passed"],
+               [[n, v["value"], v["limit"], "yes" if v["passed"] else "**NO**"]
+                for n, v in g.items()]),
+        "## Classification",
+        _table(["predictor", "accuracy", *[f"AUC {n}" for n in CLASS_NAMES]],
+               [[p, c["predictors"][p]["accuracy"],
+                 *[c["predictors"][p]["auc"][n] for n in CLASS_NAMES]] for p in predictors]),
+        f"Firmware top class equals the float reference's on "
+        f"{c['firmware_float_top_class_agreement']:.2%} of jets; equals the QKeras student's "
+        f"on {c['firmware_student_top_class_agreement']:.2%}.",
+        "Background (q+g) rejection 1/eps_B at fixed signal efficiency:",
+        _table(["predictor", *[f"{s} @ {e}" for s in SIGNALS
+                               for e in c["predictors"][predictors[0]]["rejection"][s]]],
+               [[p, *[c["predictors"][p]["rejection"][s][e]["rejection"] for s in SIGNALS
+                      for e in c["predictors"][p]["rejection"][s]]] for p in predictors]),
+        f"![ROC curves]({plots['roc']})",
+        "## Physics observables of selected jets",
+        f"Float reference vs firmware at {o['working_point_efficiency']:.0%} efficiency per "
+        f"class; statistic: {o['statistic']}. Largest distance: "
+        f"{_fmt(o['max_distance'])} ({o['worst']}).",
+        _table(["class", "jets", *OBSERVABLE_LABELS],
+               [[n, grp, *[o["classes"][n][grp].get(obs, {}).get("distance")
+                           for obs in OBSERVABLE_LABELS]]
+                for n in o["classes"] for grp in ("signal", "background")]),
+        *[f"![{t} selection]({plots['observables_' + t]})" for t in SIGNALS
+          if "observables_" + t in plots],
+        f"![efficiency vs pT and mass]({plots['efficiency']})",
+        "## Hardware",
+        _table(["figure", "compressed", "float reference", "ratio"],
+               [[k, h["compressed"].get(k), h["float_reference"].get(k), h["ratio"].get(k)]
+                for k in HARDWARE_KEYS]),
+        f"Sources: compressed = {h['compressed']['source']}, float reference = "
+        f"{h['float_reference']['source']}."
+        + (f" Estimate method: {h['compressed']['method']}." if "method" in h["compressed"]
+           else ""),
+        f"![hardware]({plots['hardware']})",
+    ]  # fmt: skip
+    return "\n\n".join(parts) + "\n"
+
+
+def render_html(markdown_text: str, out_dir: Path, title: str) -> str:
+    """Markdown -> HTML with every PNG inlined, so the file can be mailed on its own."""
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables"])
+
+    def inline(match: re.Match) -> str:
+        data = base64.b64encode((out_dir / match.group(1)).read_bytes()).decode()
+        return f'src="data:image/png;base64,{data}"'
+
+    body = re.sub(r'src="([^"]+\.png)"', inline, body)
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:2em auto;line-height:1.4}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+        "padding:3px 8px;text-align:right}img{max-width:100%}"
+    )
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+            f"<style>{style}</style></head><body>{body}</body></html>\n")  # fmt: skip
