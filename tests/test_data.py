@@ -19,7 +19,14 @@ from tests.conftest import synthetic_jets, write_synthetic_file
 from trigger.config import CLASS_NAMES, DataConfig
 from trigger.data.generate import GenerationSettings, generate, manifest_path, shard_plan
 from trigger.data.layout import JET_FEATURES, PARTICLE_FEATURES, write_jets_file
-from trigger.data.loader import flattening_weights, load_dataset, read_jets, split_indices
+from trigger.data.loader import (
+    Preprocessing,
+    flattening_weights,
+    load_dataset,
+    load_test_split,
+    read_jets,
+    split_indices,
+)
 from trigger.errors import TriggerError
 
 TRIGGER = str(Path(sys.executable).with_name("trigger"))
@@ -232,3 +239,14 @@ def test_bad_input_gives_one_line_error_and_nonzero_exit(tmp_path, kind, message
     assert "Traceback" not in result.stderr
     with pytest.raises(TriggerError, match=re.escape(message)):
         read_jets(path, 4, ("ptrel", "etarel"))
+
+
+def test_test_split_with_saved_preprocessing_matches_training_time(synthetic_data, tmp_path):
+    config = DataConfig(path=str(synthetic_data), n_constituents=16)
+    dataset = load_dataset(config)
+    dataset.preprocessing.save(tmp_path / "preprocess.json")
+    saved = Preprocessing.load(tmp_path / "preprocess.json")
+    # A different N in the recipe must not matter: the saved contract decides.
+    test = load_test_split(config.model_copy(update={"n_constituents": 8}), saved)
+    np.testing.assert_array_equal(test.x, dataset.test.x)
+    np.testing.assert_array_equal(test.y, dataset.test.y)

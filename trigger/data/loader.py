@@ -188,20 +188,39 @@ def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[np.ndar
     return [np.sort(part) for part in np.split(order, bounds)]
 
 
+def _raw_splits(
+    config: DataConfig, path: str | Path | Sequence[str | Path] | None
+) -> list[JetSample]:
+    raw = read_jets(path or config.path, config.n_constituents, config.features, config.max_jets)
+    if config.reweight == "pt_eta":
+        raw.weight = flattening_weights(raw)
+    splits = [raw.take(i) for i in split_indices(len(raw), config.split, config.split_seed)]
+    if len(splits[0]) == 0 or len(splits[2]) == 0:
+        msg = f"too few jets ({len(raw)}) for the split {list(config.split)}"
+        raise TriggerError(msg)
+    return splits
+
+
 def load_dataset(
     config: DataConfig, path: str | Path | Sequence[str | Path] | None = None
 ) -> Dataset:
     """Read, weight, split and normalise; the preprocessing is fitted on the training split."""
-    raw = read_jets(path or config.path, config.n_constituents, config.features, config.max_jets)
-    if config.reweight == "pt_eta":
-        raw.weight = flattening_weights(raw)
-    train, validation, test = (
-        raw.take(i) for i in split_indices(len(raw), config.split, config.split_seed)
-    )
-    if len(train) == 0 or len(test) == 0:
-        msg = f"too few jets ({len(raw)}) for the split {list(config.split)}"
-        raise TriggerError(msg)
+    train, validation, test = _raw_splits(config, path)
     preprocessing = fit_preprocessing(train, config.features, config.clip)
     for sample in (train, validation, test):
         sample.x = preprocessing.apply(sample.x)
     return Dataset(train, validation, test, preprocessing)
+
+
+def load_test_split(
+    config: DataConfig,
+    preprocessing: Preprocessing,
+    path: str | Path | Sequence[str | Path] | None = None,
+) -> JetSample:
+    """The test split, normalised with a model's saved input contract (not refitted)."""
+    config = config.model_copy(
+        update={"n_constituents": preprocessing.n_constituents, "features": preprocessing.features}
+    )
+    test = _raw_splits(config, path)[2]
+    test.x = preprocessing.apply(test.x)
+    return test
