@@ -96,10 +96,12 @@ def _print_table(file: Path, summary: dict) -> None:
 
     table = Table(title=str(file))
     for column in ("class", "jets", "median mass [GeV]", "median soft-drop mass [GeV]",
+                   "soft-drop mass peak [GeV]",
                    "mean multiplicity"):  # fmt: skip
         table.add_column(column, justify="right")
     for name, row in summary.items():
         cells = [row["jets"], row["median_mass"], row["median_softdrop_mass"],
+                 row["softdrop_mass_peak"],
                  row["mean_multiplicity"]]  # fmt: skip
         table.add_row(name, *("-" if v is None else str(v) for v in cells))
-    Console(width=100).print(table)
+    Console(width=120).print(table)

@@ -12,8 +12,15 @@ from trigger.data.loader import read_jets
 from trigger.io import atomic_path
 
 
+def peak(values: np.ndarray, width: float = 2.0, top: float = 300.0) -> float:
+    """Centre of the most populated `width`-GeV bin in [0, top): where a mass peaks."""
+    counts, edges = np.histogram(values, bins=np.arange(0.0, top + width, width))
+    i = int(np.argmax(counts))
+    return float(0.5 * (edges[i] + edges[i + 1]))
+
+
 def summarize(path: str | Path) -> dict[str, dict[str, float]]:
-    """Per class: jets, median mass and soft-drop mass (GeV), mean multiplicity."""
+    """Per class: jets, median mass, median and peak soft-drop mass (GeV), mean multiplicity."""
     with OpenedJets(path) as f:
         f.check_finite()
     sample = read_jets(path, n_constituents=1, features=("pt",))
@@ -25,6 +32,7 @@ def summarize(path: str | Path) -> dict[str, dict[str, float]]:
         for key, stat, column in (
             ("median_mass", np.median, "mass"),
             ("median_softdrop_mass", np.median, "mass_mmdt"),
+            ("softdrop_mass_peak", peak, "mass_mmdt"),
             ("mean_multiplicity", np.mean, "multiplicity"),
         ):
             values = sample.observables.get(column)
