@@ -39,7 +39,7 @@ class GenerationConfig(Strict):
     pt_min: float = 800.0
     pt_max: float = 1200.0
     eta_max: float = 2.0
-    shard_size: PositiveInt = 500
+    shard_size: PositiveInt = 1000
 
 
 class DataConfig(Strict):
@@ -100,10 +100,21 @@ class QuantizationConfig(Strict):
 
 class ArchitectureConfig(Strict):
     kind: Literal["deepsets", "mlp"] = "deepsets"
+    # Deep Sets: per-constituent layers (phi), pooling over constituents, then jet layers (rho).
     phi: tuple[PositiveInt, ...] = (32, 16)
     rho: tuple[PositiveInt, ...] = (16,)
-    pooling: Literal["mean", "sum", "max"] = "mean"
+    # No "sum": hls4ml's Keras 2 path has no global sum pooling and a Lambda is not convertible.
+    pooling: Literal["mean", "max"] = "mean"
     activation: Literal["relu"] = "relu"
+    # MLP baseline (kind: mlp): hidden widths after flattening the N x F constituents.
+    dense: tuple[PositiveInt, ...] = (64, 32, 32)
+
+    @model_validator(mode="after")
+    def _has_layers(self) -> ArchitectureConfig:
+        if self.kind == "deepsets" and not self.phi:
+            msg = "a deepsets architecture needs at least one phi layer"
+            raise ValueError(msg)
+        return self
 
 
 class PruningConfig(Strict):
@@ -120,6 +131,11 @@ class TeacherConfig(Strict):
     n_constituents: PositiveInt = 32
     epochs: PositiveInt = 30
     learning_rate: float = Field(default=1e-3, gt=0)
+    # The teacher has its own batch, patience and seed so that a cached teacher depends on
+    # nothing but the data and this section.
+    batch_size: PositiveInt = 256
+    patience: PositiveInt = 5
+    seed: int = 7
 
 
 class DistillationConfig(Strict):
@@ -141,12 +157,16 @@ class TrainingConfig(Strict):
 
 
 class FirmwareConfig(Strict):
+    """`trigger emit-hls`. Fixed-point types are not set here: they follow the quantizers."""
+
+    # HLS tool flow: Vivado -> vivado_hls, Vitis -> vitis-run (only needed for --synth).
     backend: Literal["Vivado", "Vitis"] = "Vivado"
     part: str = "xcvu13p-flga2577-2-e"
-    clock_period: float = Field(default=5.0, gt=0)
+    clock_period: float = Field(default=5.0, gt=0)  # ns
     io_type: Literal["io_parallel", "io_stream"] = "io_parallel"
     strategy: Literal["Latency", "Resource", "distributed_arithmetic"] = "Latency"
     reuse_factor: PositiveInt = 1
+    # Test jets on which emit-hls compares the C++ emulator with the QKeras student.
     emulation_jets: PositiveInt = 5000
 
 

@@ -1,0 +1,115 @@
+"""Compare teacher, float reference, student with and without distillation, literature Deep Sets.
+
+    .venv/bin/python scripts/bench_compress.py --data data/bench.h5 --epochs 30
+
+Use a file with >= 20k jets per class for numbers worth quoting. Every model is trained on the
+same split of the same file; the teacher is cached under <work>/.teachers like the CLI does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bits(recipe) -> str:
+    if not recipe.quantization.enabled:
+        return "float32"
+    q = recipe.quantization
+    # QKeras (bits, integer) of weights, activations and inputs; per-layer overrides not shown.
+    parts = {"w": q.default.weight, "a": q.default.activation, "in": q.input}
+    return " ".join(f"{k}{f.bits},{f.integer}" for k, f in parts.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="jet file in the hls4ml layout")
+    parser.add_argument("--epochs", type=int, default=30, help="student and float epochs")
+    parser.add_argument("--teacher-epochs", type=int, default=None, help="default: --epochs")
+    parser.add_argument("--recipe", type=Path, default=ROOT / "models/default.yaml")
+    parser.add_argument("--literature", type=Path, default=ROOT / "models/literature_deepsets.yaml")
+    parser.add_argument("--work", type=Path, default=None, help="teacher cache directory parent")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
+    args = parser.parse_args()
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from trigger import compress
+    from trigger.config import CLASS_NAMES, load_recipe
+    from trigger.data.loader import load_dataset
+
+    teacher_epochs = args.teacher_epochs or args.epochs
+    common = [
+        f"training.epochs={args.epochs}",
+        f"distillation.teacher.epochs={teacher_epochs}",
+        *args.overrides,
+    ]
+    recipe = load_recipe(args.recipe, common)
+    no_distill = recipe.model_copy(
+        update={"distillation": recipe.distillation.model_copy(update={"enabled": False})}
+    )
+    literature = load_recipe(args.literature, common)
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench_compress_"))
+    quiet = 0
+
+    rows: list[tuple[str, dict, str, float]] = []
+    start = time.perf_counter()
+    data = load_dataset(recipe.data, args.data)
+    teacher, teacher_data, _ = compress.cached_teacher(
+        recipe, args.data, work / ".teachers", print, quiet
+    )
+    rows.append(("teacher", compress.evaluate(teacher, teacher_data.test), "float32", 0.0))
+    logits = tuple(
+        teacher.predict(s.x, batch_size=4096, verbose=0)
+        for s in (teacher_data.train, teacher_data.validation)
+    )
+
+    def student_row(name, r, d, teacher_logits=None):
+        t0 = time.perf_counter()
+        model = compress.train_student(r, d, teacher_logits, quiet).model
+        m = compress.evaluate(model, d.test) | {
+            "nonzero_parameters": int(sum((w != 0).sum() for w in model.get_weights())),
+            "sparsity": compress.sparsity(model),
+        }
+        rows.append((name, m, _bits(r), time.perf_counter() - t0))
+
+    print("training float reference")
+    t0 = time.perf_counter()
+    reference = compress.train_float(recipe, data, quiet).model
+    seconds = time.perf_counter() - t0
+    rows.append(("float reference", compress.evaluate(reference, data.test), "float32", seconds))
+    print("training student without distillation")
+    student_row("student, no distillation", no_distill, data)
+    print("training student with distillation")
+    student_row("student, distilled", recipe, data, logits)
+    print("training literature Deep Sets")
+    lit_data = data if literature.data == recipe.data else load_dataset(literature.data, args.data)
+    lit_logits = logits if literature.distillation.enabled else None
+    student_row("literature Deep Sets", literature, lit_data, lit_logits)
+
+    table = Table(title=f"{args.data}: {len(data.test)} test jets, {args.epochs} epochs")
+    for column in ("model", "acc", *(f"AUC {c}" for c in CLASS_NAMES)):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for column in ("params", "nonzero", "sparsity", "bits", "train s"):
+        table.add_column(column, justify="right")
+    for name, m, bits, seconds in rows:
+        aucs = [f"{m['auc'][c]:.4f}" if m["auc"][c] is not None else "-" for c in CLASS_NAMES]
+        nonzero = str(m.get("nonzero_parameters", m["parameters"]))
+        sparsity = f"{m['sparsity']:.2f}" if "sparsity" in m else "-"
+        duration = f"{seconds:.0f}" if seconds else "-"
+        row = [name, f"{m['accuracy']:.4f}", *aucs, str(m["parameters"]), nonzero, sparsity]
+        table.add_row(*row, bits, duration)
+    Console(width=160).print(table)
+    print(f"total {time.perf_counter() - start:.0f} s; teacher cache in {work / '.teachers'}")
+
+
+if __name__ == "__main__":
+    main()

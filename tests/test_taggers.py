@@ -1,0 +1,178 @@
+"""Model builders: the layer contract the hls4ml stage relies on, invariance, save/load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trigger.config import load_recipe, recipe_from_dict
+from trigger.errors import TriggerError
+
+tf = pytest.importorskip("tensorflow")
+qkeras = pytest.importorskip("qkeras")
+
+from trigger import taggers  # noqa: E402
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+N_FEATURES = 3
+
+
+def _names_and_types(model) -> list[tuple[str, str]]:
+    return [(layer.name, type(layer).__name__) for layer in model.layers]
+
+
+def test_deepsets_student_layer_contract():
+    recipe = recipe_from_dict({"architecture": {"phi": [8, 4], "rho": [6]}})
+    model = taggers.build_student(recipe, N_FEATURES)
+    assert _names_and_types(model) == [
+        ("input", "InputLayer"),
+        ("input_quant", "QActivation"),
+        ("phi_0", "QDense"),
+        ("phi_0_act", "QActivation"),
+        ("phi_1", "QDense"),
+        ("phi_1_act", "QActivation"),
+        ("pool", "GlobalAveragePooling1D"),
+        ("rho_0", "QDense"),
+        ("rho_0_act", "QActivation"),
+        ("output_dense", "QDense"),
+        ("output", "QActivation"),
+    ]
+    assert model.input_shape == (None, recipe.data.n_constituents, N_FEATURES)
+    assert model.output_shape == (None, 5)
+    q = recipe.quantization
+    assert str(model.get_layer("input_quant").quantizer) == (
+        f"quantized_bits({q.input.bits},{q.input.integer},0,alpha=1)"
+    )
+    assert str(model.get_layer("output").quantizer) == (
+        f"quantized_bits({q.output.bits},{q.output.integer},0,alpha=1)"
+    )
+    a = q.default.activation
+    assert str(model.get_layer("phi_0_act").quantizer) == f"quantized_relu({a.bits},{a.integer})"
+
+
+def test_per_layer_quantization_and_max_pooling():
+    recipe = recipe_from_dict(
+        {
+            "architecture": {"pooling": "max"},
+            "quantization": {"layers": {"rho_0": {"weight": {"bits": 6, "integer": 1}}}},
+        }
+    )
+    model = taggers.build_student(recipe, N_FEATURES)
+    assert isinstance(model.get_layer("pool"), tf.keras.layers.GlobalMaxPooling1D)
+    assert (
+        str(model.get_layer("rho_0").kernel_quantizer_internal) == "quantized_bits(6,1,0,alpha=1)"
+    )
+    assert (
+        str(model.get_layer("phi_0").kernel_quantizer_internal) == "quantized_bits(8,0,0,alpha=1)"
+    )
+
+
+def test_quantization_off_gives_float_layers_with_the_same_names():
+    quantized = taggers.build_student(recipe_from_dict({}), N_FEATURES)
+    plain = taggers.build_student(recipe_from_dict({"quantization": {"enabled": False}}), 3)
+    reference = taggers.build_float(recipe_from_dict({}), N_FEATURES)
+    assert [n for n, _ in _names_and_types(plain)] == [n for n, _ in _names_and_types(quantized)]
+    assert _names_and_types(plain) == _names_and_types(reference)
+    assert not any(type(layer).__module__.startswith("qkeras") for layer in plain.layers)
+    assert {t for _, t in _names_and_types(plain)} == {
+        "InputLayer",
+        "Activation",
+        "Dense",
+        "GlobalAveragePooling1D",
+    }
+
+
+def test_mlp_layer_contract():
+    recipe = recipe_from_dict({"architecture": {"kind": "mlp", "dense": [10, 7]}})
+    model = taggers.build_student(recipe, N_FEATURES)
+    assert [layer.name for layer in model.layers] == [
+        "input",
+        "input_quant",
+        "flatten",
+        "dense_0",
+        "dense_0_act",
+        "dense_1",
+        "dense_1_act",
+        "output_dense",
+        "output",
+    ]
+
+
+def test_teacher_reads_its_own_constituent_count():
+    recipe = recipe_from_dict(
+        {"distillation": {"teacher": {"n_constituents": 24, "architecture": {"phi": [16]}}}}
+    )
+    teacher = taggers.build_teacher(recipe, N_FEATURES)
+    assert teacher.input_shape == (None, 24, N_FEATURES)
+    assert not any(type(layer).__module__.startswith("qkeras") for layer in teacher.layers)
+
+
+def _jets_with_padding(n_jets: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, list]:
+    x = rng.normal(0, 2, (n_jets, n, N_FEATURES)).astype(np.float32)
+    multiplicity = rng.integers(2, n + 1, n_jets)
+    for i, m in enumerate(multiplicity):
+        x[i, m:] = 0.0
+    return x, list(multiplicity)
+
+
+def assert_permutation_invariant(model, n: int, seed: int = 0) -> None:
+    """Permuting the real (non-padded) constituents of each jet leaves the output bit-identical."""
+    rng = np.random.default_rng(seed)
+    x, multiplicity = _jets_with_padding(64, n, rng)
+    permuted = x.copy()
+    for i, m in enumerate(multiplicity):
+        permuted[i, :m] = x[i, rng.permutation(m)]
+    assert not np.array_equal(permuted, x)
+    out = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(model.predict(permuted, verbose=0), out)
+    assert np.unique(out).size > 1
+
+
+def _randomise(model, seed: int = 1) -> None:
+    rng = np.random.default_rng(seed)
+    for layer in taggers.dense_layers(model):
+        layer.set_weights(
+            [rng.normal(0, 0.5, w.shape).astype(np.float32) for w in layer.get_weights()]
+        )
+    taggers.quantize_weights_in_place(model)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+def test_quantized_deepsets_is_permutation_invariant(pooling):
+    recipe = recipe_from_dict({"architecture": {"pooling": pooling}})
+    model = taggers.build_student(recipe, N_FEATURES)
+    _randomise(model)
+    assert_permutation_invariant(model, recipe.data.n_constituents)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = taggers.build_student(recipe_from_dict({}), N_FEATURES)
+    _randomise(model)
+    path = tmp_path / "student.h5"
+    from trigger.compress import _save_h5
+
+    _save_h5(model, path)
+    loaded = taggers.load_model(path)
+    assert _names_and_types(loaded) == _names_and_types(model)
+    x = np.random.default_rng(2).normal(0, 1, (16, 16, N_FEATURES)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_load_model_missing_file_is_a_trigger_error(tmp_path):
+    with pytest.raises(TriggerError, match="model not found"):
+        taggers.load_model(tmp_path / "nope.h5")
+
+
+@pytest.mark.parametrize("path", sorted(MODELS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_recipes_load_and_build(path):
+    recipe = load_recipe(path)
+    model = taggers.build_student(recipe, len(recipe.data.features))
+    assert model.output_shape == (None, 5)
+    assert model.layers[1].name == "input_quant"
+
+
+def test_sum_pooling_is_rejected():
+    with pytest.raises(TriggerError, match=r"architecture\.pooling"):
+        recipe_from_dict({"architecture": {"pooling": "sum"}})

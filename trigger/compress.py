@@ -1,0 +1,492 @@
+"""Stage 2: train the teacher, the float reference and the compressed student.
+
+`train_and_compress(recipe, data_path, out_dir)` writes, under fixed names:
+
+    teacher.h5 + teacher_preprocess.json   float Deep Sets over the teacher's N (if distilling)
+    float.h5      the student's architecture in plain float, hard labels, no pruning
+    student.h5    QAT (quantization.enabled), magnitude pruning (pruning.enabled) and
+                  knowledge distillation (distillation.enabled); weights stored on their grids
+    recipe.yaml   the resolved recipe (data.path is the file actually read)
+    preprocess.json, history.json, metrics.json
+
+All models output logits. Each file is written atomically. The teacher depends only on the data
+file and `distillation.teacher` (+ the data section); it is cached under
+`<out_dir>/../.teachers/<key>/` and reused by any recipe with the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import shutil
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from trigger import taggers
+from trigger.config import CLASS_NAMES, Recipe, save_recipe
+from trigger.data.loader import Dataset, JetSample, load_dataset
+from trigger.errors import TriggerError
+from trigger.io import atomic_path, write_json
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+__all__ = [
+    "PRUNED_LAYER_PREFIXES",
+    "FitSettings",
+    "evaluate",
+    "fit",
+    "prunable_kernels",
+    "sparsity",
+    "train_and_compress",
+    "train_student",
+    "train_teacher",
+]
+
+N_CLASSES = len(CLASS_NAMES)
+# Pruned layers: every hidden Dense (phi_*, rho_*, dense_*). Not the input quantizer (no
+# weights) and not `output_dense`: it is small (width x 5) and each weight feeds a logit
+# directly, so zeroing half of it costs accuracy for almost no saving. `sparsity` in
+# metrics.json is measured over exactly these kernels.
+PRUNED_LAYER_PREFIXES = ("phi_", "rho_", "dense_")
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """What one `model.fit` needs beyond the data; built from a recipe section."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    optimizer: str = "adam"
+    schedule: str = "cosine"
+    patience: int = 8
+    seed: int = 7
+    verbose: int = 2
+
+
+@dataclass
+class Trained:
+    model: tf.keras.Model
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same model: seeds Python, NumPy and TF and makes TF ops deterministic."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def _loss(temperature: float, alpha: float, distill: bool):
+    """Hard-label cross-entropy, mixed with the KL divergence to the teacher's softened logits.
+
+    `y_true` is the one-hot label, followed by the teacher's logits when distilling:
+    loss = (1 - alpha) * CE(y, s) + alpha * T^2 * KL(softmax(t / T) || softmax(s / T)).
+    The T^2 keeps the soft-gradient scale independent of T (Hinton et al. 2015).
+    """
+    import tensorflow as tf
+
+    def loss(y_true, logits):
+        labels = y_true[:, :N_CLASSES]
+        hard = tf.keras.losses.categorical_crossentropy(labels, logits, from_logits=True)
+        if not distill:
+            return hard
+        log_t = tf.nn.log_softmax(y_true[:, N_CLASSES:] / temperature)
+        log_s = tf.nn.log_softmax(logits / temperature)
+        kl = tf.reduce_sum(tf.exp(log_t) * (log_t - log_s), axis=-1)
+        return (1.0 - alpha) * hard + alpha * temperature**2 * kl
+
+    loss.__name__ = "distillation_loss" if distill else "crossentropy"
+    return loss
+
+
+def accuracy(y_true, logits):
+    import tensorflow as tf
+
+    return tf.keras.metrics.categorical_accuracy(y_true[:, :N_CLASSES], logits)
+
+
+def fit(
+    model: tf.keras.Model,
+    train: tuple[np.ndarray, np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray, np.ndarray],
+    settings: FitSettings,
+    loss: Callable | None = None,
+    callbacks: list | None = None,
+    monitor_from_epoch: int = 0,
+) -> dict[str, list[float]]:
+    """Compile and fit on (x, y, weight) arrays; early stopping on the validation loss.
+
+    Early stopping only watches epochs from `monitor_from_epoch` on (the end of the pruning
+    ramp), so it can neither stop nor rewind to a model that is not yet fully pruned.
+    """
+    import tensorflow as tf
+
+    steps = math.ceil(len(train[0]) / settings.batch_size) * settings.epochs
+    lr: Any = settings.learning_rate
+    if settings.schedule == "cosine":
+        lr = tf.keras.optimizers.schedules.CosineDecay(settings.learning_rate, steps)
+    optimizer = (
+        tf.keras.optimizers.Adam(lr)
+        if settings.optimizer == "adam"
+        else tf.keras.optimizers.SGD(lr, momentum=0.9)
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=loss or _loss(1.0, 0.0, distill=False),
+        weighted_metrics=[accuracy],
+    )
+    stop = tf.keras.callbacks.EarlyStopping(
+        monitor="val_loss",
+        patience=settings.patience,
+        restore_best_weights=True,
+        start_from_epoch=monitor_from_epoch,
+    )
+    history = model.fit(
+        train[0],
+        train[1],
+        sample_weight=train[2],
+        validation_data=validation,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        callbacks=[*(callbacks or []), stop],
+        shuffle=True,
+        verbose=settings.verbose,
+    )
+    return {k: [float(v) for v in values] for k, values in history.history.items()}
+
+
+def _arrays(sample: JetSample, extra: np.ndarray | None = None):
+    y = sample.y if extra is None else np.concatenate([sample.y, extra], axis=1)
+    return sample.x, y.astype(np.float32), sample.weight
+
+
+def evaluate(model: tf.keras.Model, sample: JetSample) -> dict[str, Any]:
+    """Accuracy and one-vs-rest AUC per class on `sample` (unweighted), plus parameter count."""
+    from sklearn.metrics import roc_auc_score
+
+    logits = model.predict(sample.x, batch_size=4096, verbose=0).astype(np.float64)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    labels = sample.labels
+    auc = {}
+    for c, name in enumerate(CLASS_NAMES):
+        positive = labels == c
+        both = positive.any() and (~positive).any()
+        auc[name] = float(roc_auc_score(positive, probs[:, c])) if both else None
+    return {
+        "accuracy": float(np.mean(probs.argmax(axis=1) == labels)),
+        "auc": auc,
+        "parameters": int(model.count_params()),
+    }
+
+
+def prunable_kernels(model: tf.keras.Model) -> list[np.ndarray]:
+    """Kernels of the layers pruning acts on (see PRUNED_LAYER_PREFIXES)."""
+    return [
+        layer.get_weights()[0]
+        for layer in taggers.dense_layers(model)
+        if layer.name.startswith(PRUNED_LAYER_PREFIXES)
+    ]
+
+
+def sparsity(model: tf.keras.Model) -> float:
+    """Fraction of exactly-zero weights over the prunable kernels."""
+    kernels = prunable_kernels(model)
+    total = sum(k.size for k in kernels)
+    return float(sum(int(np.sum(k == 0)) for k in kernels) / total) if total else 0.0
+
+
+def _nonzero_parameters(model: tf.keras.Model) -> int:
+    return int(sum(np.count_nonzero(w) for w in model.get_weights()))
+
+
+def _pruning_schedule(recipe: Recipe, steps_per_epoch: int):
+    """Polynomial ramp 0 -> target between the recipe's fractions of all training steps.
+
+    Returns (schedule, first epoch after the ramp). `end - begin` is a multiple of the
+    frequency so the last mask update lands exactly on the target sparsity.
+    """
+    import tensorflow_model_optimization as tfmot
+
+    p = recipe.pruning
+    total = steps_per_epoch * recipe.training.epochs
+    if total < 2:
+        msg = "pruning needs at least 2 training steps; raise training.epochs"
+        raise TriggerError(msg)
+    if p.end <= p.begin:
+        msg = f"pruning.end ({p.end}) must be larger than pruning.begin ({p.begin})"
+        raise TriggerError(msg)
+    begin = min(int(p.begin * total), total - 2)
+    span = max(1, min(round((p.end - p.begin) * total), total - 2 - begin))
+    frequency = min(p.frequency, span)
+    end = begin + (span // frequency) * frequency
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0,
+        final_sparsity=p.target_sparsity,
+        begin_step=begin,
+        end_step=end,
+        frequency=frequency,
+    )
+    return schedule, end // steps_per_epoch + 1
+
+
+def _wrap_for_pruning(model: tf.keras.Model, schedule) -> tf.keras.Model:
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+
+    def wrap(layer):
+        if isinstance(layer, tf.keras.layers.Dense) and layer.name.startswith(
+            PRUNED_LAYER_PREFIXES
+        ):
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+        return layer
+
+    return tf.keras.models.clone_model(model, clone_function=wrap)
+
+
+def _strip_pruning(model: tf.keras.Model) -> tf.keras.Model:
+    import tensorflow_model_optimization as tfmot
+    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
+
+    # Re-apply each mask: the last optimizer step may have moved masked weights.
+    for layer in model.layers:
+        if isinstance(layer, pruning_wrapper.PruneLowMagnitude):
+            layer.pruning_obj.weight_mask_op()
+    return tfmot.sparsity.keras.strip_pruning(model)
+
+
+def train_teacher(recipe: Recipe, data: Dataset, verbose: int = 2) -> Trained:
+    """A float Deep Sets on hard labels; `data` holds the teacher's N constituents."""
+    t = recipe.distillation.teacher
+    settings = FitSettings(
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        learning_rate=t.learning_rate,
+        schedule="cosine",
+        patience=t.patience,
+        seed=t.seed,
+        verbose=verbose,
+    )
+    seed_everything(t.seed)
+    model = taggers.build_teacher(recipe, data.train.x.shape[-1])
+    history = fit(model, _arrays(data.train), _arrays(data.validation), settings)
+    return Trained(model, history)
+
+
+def _training_settings(recipe: Recipe, verbose: int) -> FitSettings:
+    t = recipe.training
+    return FitSettings(
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        learning_rate=t.learning_rate,
+        optimizer=t.optimizer,
+        schedule=t.schedule,
+        patience=t.patience,
+        seed=t.seed,
+        verbose=verbose,
+    )
+
+
+def train_float(recipe: Recipe, data: Dataset, verbose: int = 2) -> Trained:
+    """The uncompressed reference: student architecture, float, hard labels, no pruning."""
+    seed_everything(recipe.training.seed)
+    model = taggers.build_float(recipe, data.train.x.shape[-1])
+    settings = _training_settings(recipe, verbose)
+    history = fit(model, _arrays(data.train), _arrays(data.validation), settings)
+    return Trained(model, history)
+
+
+def train_student(
+    recipe: Recipe,
+    data: Dataset,
+    teacher_logits: tuple[np.ndarray, np.ndarray] | None = None,
+    verbose: int = 2,
+) -> Trained:
+    """QAT + pruning + distillation as the recipe switches them on.
+
+    `teacher_logits` are the teacher's logits for (train, validation), needed iff
+    `distillation.enabled`. The returned model has no pruning wrappers and, when quantized,
+    its kernels and biases replaced by their quantized values.
+    """
+    distill = recipe.distillation.enabled
+    if distill and teacher_logits is None:
+        msg = "distillation is enabled but no teacher logits were given"
+        raise TriggerError(msg)
+    settings = _training_settings(recipe, verbose)
+    seed_everything(recipe.training.seed)
+    model = taggers.build_student(recipe, data.train.x.shape[-1])
+    callbacks: list = []
+    monitor_from = 0
+    if recipe.pruning.enabled:
+        import tensorflow_model_optimization as tfmot
+
+        steps_per_epoch = math.ceil(len(data.train) / settings.batch_size)
+        schedule, monitor_from = _pruning_schedule(recipe, steps_per_epoch)
+        model = _wrap_for_pruning(model, schedule)
+        callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
+    extra_train, extra_val = teacher_logits if distill else (None, None)
+    d = recipe.distillation
+    history = fit(
+        model,
+        _arrays(data.train, extra_train),
+        _arrays(data.validation, extra_val),
+        settings,
+        loss=_loss(d.temperature, d.alpha, distill),
+        callbacks=callbacks,
+        monitor_from_epoch=monitor_from,
+    )
+    if recipe.pruning.enabled:
+        model = _strip_pruning(model)
+    taggers.quantize_weights_in_place(model)
+    return Trained(model, history)
+
+
+def _teacher_key(recipe: Recipe, data_path: Path) -> str:
+    stat = data_path.stat()
+    payload = {
+        "data": recipe.model_dump(mode="json")["data"] | {"path": str(data_path.resolve())},
+        "teacher": recipe.distillation.teacher.model_dump(mode="json"),
+        "file": [stat.st_size, stat.st_mtime_ns],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _teacher_data(recipe: Recipe, data_path: Path) -> Dataset:
+    n = recipe.distillation.teacher.n_constituents
+    return load_dataset(recipe.data.model_copy(update={"n_constituents": n}), data_path)
+
+
+def cached_teacher(
+    recipe: Recipe, data_path: Path, cache_dir: Path, log: Log, verbose: int = 2
+) -> tuple[tf.keras.Model, Dataset, Path]:
+    """Reuse the teacher trained for this data file and teacher section, or train it."""
+    data = _teacher_data(recipe, data_path)
+    folder = cache_dir / _teacher_key(recipe, data_path)
+    if (folder / "teacher.h5").is_file():
+        log(f"reusing teacher {folder}")
+        return taggers.load_model(folder / "teacher.h5"), data, folder
+    log(f"training teacher ({recipe.distillation.teacher.epochs} epochs max)")
+    trained = train_teacher(recipe, data, verbose)
+    with atomic_path(folder) as tmp:
+        tmp.mkdir(parents=True)
+        _save_h5(trained.model, tmp / "teacher.h5")
+        data.preprocessing.save(tmp / "preprocess.json")
+        write_json(tmp / "history.json", trained.history)
+    return trained.model, data, folder
+
+
+def _save_h5(model: tf.keras.Model, path: Path) -> None:
+    """HDF5 on purpose (what hls4ml's Keras 2 reader takes); silence the save-time notes."""
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "You are saving your model as an HDF5", UserWarning)
+        # QKeras stores its quantizers through keras.constraints.serialize; they round-trip.
+        warnings.filterwarnings("ignore", r"The `keras.constraints.serialize\(\)`", UserWarning)
+        # An uncompiled model (after strip_pruning) logs "compiled metrics have yet to be built".
+        tf_logger.setLevel(logging.ERROR)
+        try:
+            model.save(path, include_optimizer=False, save_format="h5")
+        finally:
+            tf_logger.setLevel(level)
+
+
+def _save_model(model: tf.keras.Model, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        _save_h5(model, tmp)
+
+
+def _copy(source: Path, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+
+
+def train_and_compress(
+    recipe: Recipe,
+    data_path: str | Path | None,
+    out_dir: str | Path,
+    teacher_cache: str | Path | None = None,
+    verbose: int = 2,
+    log: Log = print,
+) -> Path:
+    """Train teacher (if distilling), float reference and student; write the artifacts.
+
+    Returns `out_dir`. `teacher_cache` defaults to `<out_dir>/../.teachers`. `verbose` is
+    Keras's (2: one line per epoch); `log` receives a line per stage.
+    """
+    out_dir = Path(out_dir)
+    data_path = Path(data_path or recipe.data.path)
+    if not data_path.is_file():
+        msg = f"data file not found: {data_path} (make it with `trigger data generate`)"
+        raise TriggerError(msg)
+    recipe = recipe.model_copy(
+        update={"data": recipe.data.model_copy(update={"path": str(data_path)})}
+    )
+    cache = Path(teacher_cache) if teacher_cache else out_dir.resolve().parent / ".teachers"
+
+    data = load_dataset(recipe.data, data_path)
+    metrics: dict[str, Any] = {}
+    histories: dict[str, Any] = {}
+    teacher_logits = None
+    if recipe.distillation.enabled:
+        teacher, teacher_data, folder = cached_teacher(recipe, data_path, cache, log, verbose)
+        if not np.array_equal(teacher_data.train.y, data.train.y):
+            msg = "teacher and student splits differ: the data file changed while loading"
+            raise TriggerError(msg)
+        teacher_logits = tuple(
+            teacher.predict(s.x, batch_size=4096, verbose=0)
+            for s in (teacher_data.train, teacher_data.validation)
+        )
+        metrics["teacher"] = evaluate(teacher, teacher_data.test)
+        histories["teacher"] = json.loads((folder / "history.json").read_text())
+        _copy(folder / "teacher.h5", out_dir / "teacher.h5")
+        _copy(folder / "preprocess.json", out_dir / "teacher_preprocess.json")
+    else:
+        log("distillation off: no teacher")
+        metrics["teacher"] = None
+        for stale in ("teacher.h5", "teacher_preprocess.json"):
+            (out_dir / stale).unlink(missing_ok=True)
+
+    log(f"training float reference ({recipe.training.epochs} epochs max)")
+    reference = train_float(recipe, data, verbose)
+    metrics["float"] = evaluate(reference.model, data.test)
+    histories["float"] = reference.history
+    _save_model(reference.model, out_dir / "float.h5")
+
+    switches = [
+        name
+        for name, on in (
+            ("QAT", recipe.quantization.enabled),
+            ("pruning", recipe.pruning.enabled),
+            ("distillation", recipe.distillation.enabled),
+        )
+        if on
+    ]
+    log(f"training student ({', '.join(switches) or 'no compression'})")
+    student = train_student(recipe, data, teacher_logits, verbose)
+    metrics["student"] = evaluate(student.model, data.test) | {
+        "sparsity": sparsity(student.model),
+        "nonzero_parameters": _nonzero_parameters(student.model),
+    }
+    histories["student"] = student.history
+    _save_model(student.model, out_dir / "student.h5")
+
+    with atomic_path(out_dir / "recipe.yaml") as tmp:
+        save_recipe(recipe, tmp)
+    with atomic_path(out_dir / "preprocess.json") as tmp:
+        data.preprocessing.save(tmp)
+    write_json(out_dir / "history.json", histories)
+    write_json(out_dir / "metrics.json", metrics)
+    return out_dir

@@ -1,0 +1,173 @@
+"""Jet taggers built from a recipe: the QKeras student, its float twin, and the teacher.
+
+Layer names are a contract with the hls4ml stage (Deep Sets shown; the MLP replaces the phi /
+pool / rho part by `flatten` and `dense_{i}`):
+
+    input -> input_quant -> phi_{i}, phi_{i}_act ... -> pool -> rho_{j}, rho_{j}_act ...
+          -> output_dense -> output
+
+Outputs are logits: softmax is applied in software for metrics, never in the firmware. Every
+`quantized_bits` has alpha=1, so each quantizer is a fixed grid k * 2^-(bits - 1 - integer).
+With quantization switched off the same names hold plain `Dense` / `Activation` layers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trigger.config import CLASS_NAMES, ArchitectureConfig, QuantizerConfig, Recipe
+from trigger.errors import TriggerError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+__all__ = [
+    "build_float",
+    "build_student",
+    "build_teacher",
+    "custom_objects",
+    "dense_layers",
+    "load_model",
+    "quantize_weights_in_place",
+]
+
+N_CLASSES = len(CLASS_NAMES)
+
+
+def _bits(q: QuantizerConfig):
+    from qkeras import quantized_bits
+
+    return quantized_bits(q.bits, q.integer, alpha=1)
+
+
+def _dense_block(x, name: str, width: int, recipe: Recipe | None, activation: bool):
+    """One Dense (+ ReLU) block; QKeras when `recipe` is given, float Keras when it is None.
+
+    The single builder behind phi, rho, the MLP layers and the output layer.
+    """
+    import tensorflow as tf
+
+    if recipe is None:
+        x = tf.keras.layers.Dense(width, name=name)(x)
+        return tf.keras.layers.Activation("relu", name=f"{name}_act")(x) if activation else x
+
+    from qkeras import QActivation, QDense, quantized_relu
+
+    q = recipe.quantization.for_layer(name)
+    x = QDense(
+        width,
+        kernel_quantizer=_bits(q.weight),
+        bias_quantizer=_bits(q.bias),
+        name=name,
+    )(x)
+    if activation:
+        act = quantized_relu(q.activation.bits, q.activation.integer)
+        x = QActivation(act, name=f"{name}_act")(x)
+    return x
+
+
+def _quantizer(x, name: str, q: QuantizerConfig, quantized: bool):
+    import tensorflow as tf
+
+    if not quantized:
+        return tf.keras.layers.Activation("linear", name=name)(x)
+    from qkeras import QActivation
+
+    return QActivation(_bits(q), name=name)(x)
+
+
+def _build(
+    architecture: ArchitectureConfig,
+    n_constituents: int,
+    n_features: int,
+    recipe: Recipe | None,
+    name: str,
+) -> tf.keras.Model:
+    """Deep Sets or MLP; quantized with `recipe.quantization` when `recipe` is not None."""
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    quantized = recipe is not None
+    qconf = recipe.quantization if recipe is not None else None
+    inputs = layers.Input(shape=(n_constituents, n_features), name="input")
+    x = _quantizer(inputs, "input_quant", qconf.input if qconf else None, quantized)
+    if architecture.kind == "deepsets":
+        for i, width in enumerate(architecture.phi):
+            x = _dense_block(x, f"phi_{i}", width, recipe, activation=True)
+        pool = {"mean": layers.GlobalAveragePooling1D, "max": layers.GlobalMaxPooling1D}
+        x = pool[architecture.pooling](name="pool")(x)
+        for j, width in enumerate(architecture.rho):
+            x = _dense_block(x, f"rho_{j}", width, recipe, activation=True)
+    else:
+        x = layers.Flatten(name="flatten")(x)
+        for i, width in enumerate(architecture.dense):
+            x = _dense_block(x, f"dense_{i}", width, recipe, activation=True)
+    x = _dense_block(x, "output_dense", N_CLASSES, recipe, activation=False)
+    outputs = _quantizer(x, "output", qconf.output if qconf else None, quantized)
+    return tf.keras.Model(inputs, outputs, name=name)
+
+
+def build_student(recipe: Recipe, n_features: int) -> tf.keras.Model:
+    """The model that becomes firmware: QKeras if `quantization.enabled`, else float layers."""
+    quantized = recipe if recipe.quantization.enabled else None
+    return _build(recipe.architecture, recipe.data.n_constituents, n_features, quantized, "student")
+
+
+def build_float(recipe: Recipe, n_features: int) -> tf.keras.Model:
+    """The student's architecture with plain Dense/ReLU: the unquantized reference."""
+    return _build(recipe.architecture, recipe.data.n_constituents, n_features, None, "float")
+
+
+def build_teacher(recipe: Recipe, n_features: int) -> tf.keras.Model:
+    """A larger float network over `distillation.teacher.n_constituents` constituents."""
+    teacher = recipe.distillation.teacher
+    return _build(teacher.architecture, teacher.n_constituents, n_features, None, "teacher")
+
+
+def dense_layers(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
+    """The Dense / QDense layers of a model, in order (the layers that hold weights)."""
+    import tensorflow as tf
+
+    return [layer for layer in model.layers if isinstance(layer, tf.keras.layers.Dense)]
+
+
+def quantize_weights_in_place(model: tf.keras.Model) -> None:
+    """Replace each QDense kernel and bias by its quantized value (a no-op for float layers).
+
+    The quantizers are idempotent, so outputs do not change; the stored weights then lie on
+    the firmware's grid, which hls4ml needs where it rewrites a QDense and drops its
+    quantizers (the per-constituent Dense becomes a pointwise Conv1D).
+    """
+    import numpy as np
+
+    for layer in dense_layers(model):
+        kernel_q = getattr(layer, "kernel_quantizer_internal", None)
+        bias_q = getattr(layer, "bias_quantizer_internal", None)
+        if kernel_q is None:
+            continue
+        kernel, bias = layer.get_weights()
+        kernel = np.asarray(kernel_q(kernel), np.float32)
+        if bias_q is not None:
+            bias = np.asarray(bias_q(bias), np.float32)
+        layer.set_weights([kernel, bias])
+
+
+def custom_objects() -> dict[str, Any]:
+    """What `keras.models.load_model` needs for any model this module builds."""
+    from qkeras.utils import _add_supported_quantized_objects
+
+    objects: dict[str, Any] = {}
+    _add_supported_quantized_objects(objects)
+    return objects
+
+
+def load_model(path: str | Path) -> tf.keras.Model:
+    """Load a saved teacher, float or student model (uncompiled)."""
+    path = Path(path)
+    if not path.is_file():
+        msg = f"model not found: {path}"
+        raise TriggerError(msg)
+    import tensorflow as tf
+
+    return tf.keras.models.load_model(path, custom_objects=custom_objects(), compile=False)
