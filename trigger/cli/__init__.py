@@ -43,6 +43,12 @@ def _register() -> None:
     from trigger.cli.data import data
 
     cli.add_command(data)
+    from trigger.cli.train import train_and_compress_cmd
+
+    cli.add_command(train_and_compress_cmd)
+    from trigger.cli.hls import emit_hls_cmd
+
+    cli.add_command(emit_hls_cmd)
 
 
 _register()

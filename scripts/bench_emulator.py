@@ -1,0 +1,79 @@
+"""Time emit + compile of a default-size student and the emulator's throughput in jets/s.
+
+    .venv/bin/python scripts/bench_emulator.py [--jets 50000] [--threads N] [--hls4ml-predict]
+
+The student is the default recipe's (Deep Sets phi [32, 16], rho [16], N = 16, 3 features,
+8-bit) with random weights: timing does not depend on training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jets", type=int, default=50_000)
+    parser.add_argument("--threads", type=int, default=None, help="default: all cores")
+    parser.add_argument(
+        "--hls4ml-predict", action="store_true", help="also time hls4ml's per-jet predict()"
+    )
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    from trigger.config import Recipe
+    from trigger.hls import Emulator, build_emulator, convert_student
+    from trigger.taggers import build_student
+
+    recipe = Recipe()
+    tf.keras.utils.set_random_seed(0)
+    model = build_student(recipe, len(recipe.data.features))
+    n, f = model.input_shape[1:]
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 2, (args.jets, n, f)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp) / "fw"
+        t0 = time.perf_counter()
+        hls_model, _ = convert_student(model, project, recipe.firmware)
+        t1 = time.perf_counter()
+        build_emulator(project, (n, f), model.output_shape[1:])
+        t2 = time.perf_counter()
+        print(f"student: N={n} F={f} phi={recipe.architecture.phi} rho={recipe.architecture.rho}")
+        print(f"emit (convert + write project): {t1 - t0:6.1f} s")
+        print(f"compile emulator (g++ -O3):     {t2 - t1:6.1f} s")
+        print(f"emit + compile:                 {t2 - t0:6.1f} s")
+        emulator = Emulator(project, threads=args.threads)
+        emulator(x[:100])  # warm up
+        t0 = time.perf_counter()
+        y = emulator(x)
+        dt = time.perf_counter() - t0
+        print(f"emulator ({emulator.threads} threads): {len(x) / dt:10.0f} jets/s ({len(x)} jets)")
+        ref = model.predict(x[:5000], batch_size=4096, verbose=0)
+        print(f"bit-exact vs QKeras on 5000 jets:  {np.mean(np.all(y[:5000] == ref, axis=1)):.4f}")
+        if args.hls4ml_predict:
+            with open(os.devnull, "w") as sink, contextlib_redirect(sink):
+                hls_model.compile()
+            sample = x[:2000]
+            t0 = time.perf_counter()
+            hls_model.predict(np.ascontiguousarray(sample.reshape(len(sample), -1)))
+            dt = time.perf_counter() - t0
+            print(f"hls4ml predict (per jet):    {len(sample) / dt:10.0f} jets/s")
+
+
+def contextlib_redirect(sink):
+    import contextlib
+
+    return contextlib.redirect_stdout(sink)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,368 @@
+"""The firmware does exactly what the QKeras student does: bit for bit, on every jet.
+
+One shared helper (`firmware`, session-scoped per configuration) builds a student from a
+recipe, gives it non-trivial random weights, converts and compiles it once; every exactness
+test is swept over all configurations with `pytest.mark.parametrize`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import write_synthetic_file
+from trigger.config import FirmwareConfig, recipe_from_dict, save_recipe
+from trigger.errors import TriggerError
+
+
+def _save(model, path: Path) -> None:
+    """HDF5, as train-and-compress writes it; the two save-time notes are expected."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "You are saving your model as an HDF5", UserWarning)
+        warnings.filterwarnings("ignore", r"The `keras.constraints.serialize\(\)`", UserWarning)
+        model.save(path, include_optimizer=False, save_format="h5")
+
+
+def _q(bits: int, integer: int) -> dict[str, int]:
+    return {"bits": bits, "integer": integer}
+
+
+# Different N, widths, bit widths, input formats, and an MLP (Flatten) for good measure.
+CONFIGS: dict[str, dict[str, Any]] = {
+    "deepsets_n16_8bit": {
+        "data": {"n_constituents": 16},
+        "architecture": {"kind": "deepsets", "phi": [32, 16], "rho": [16], "pooling": "mean"},
+        "quantization": {
+            "input": _q(12, 3),
+            "default": {"weight": _q(8, 0), "bias": _q(8, 0), "activation": _q(8, 3)},
+            "output": _q(16, 6),
+        },
+    },
+    "deepsets_n32_6bit": {
+        "data": {"n_constituents": 32},
+        "architecture": {"kind": "deepsets", "phi": [16, 16, 16], "rho": [16], "pooling": "mean"},
+        "quantization": {
+            "input": _q(9, 2),
+            "default": {"weight": _q(6, 0), "bias": _q(6, 1), "activation": _q(6, 2)},
+            "output": _q(10, 4),
+        },
+    },
+    "mlp_n16_7bit": {
+        "data": {"n_constituents": 16},
+        "architecture": {"kind": "mlp", "dense": [32, 16]},
+        "quantization": {
+            "input": _q(10, 3),
+            "default": {"weight": _q(7, 0), "bias": _q(7, 0), "activation": _q(7, 3)},
+            "output": _q(12, 5),
+        },
+    },
+}
+DEEPSETS = [name for name, c in CONFIGS.items() if c["architecture"]["kind"] == "deepsets"]
+
+
+@dataclass
+class Firmware:
+    recipe: Any
+    model: Any  # the QKeras student (reference)
+    project: Path  # compiled firmware directory
+    summary: dict[str, Any]
+    jets: np.ndarray  # normalised toy jets (all splits)
+
+
+@pytest.fixture(scope="session")
+def toy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few thousand toy jets: enough to cover every output class and multiplicity."""
+    return write_synthetic_file(tmp_path_factory.mktemp("hls_data") / "toy.h5", 800, seed=3)
+
+
+def make_recipe(name: str, data_path: Path):
+    tree = json.loads(json.dumps(CONFIGS[name]))
+    tree["name"] = name
+    tree["data"]["path"] = str(data_path)
+    return recipe_from_dict(tree, source=name)
+
+
+def random_student(recipe, seed: int = 0):
+    """The recipe's student with glorot kernels, random biases, quantized: non-trivial weights."""
+    import tensorflow as tf
+
+    from trigger.taggers import build_student
+
+    tf.keras.utils.set_random_seed(seed)
+    model = build_student(recipe, len(recipe.data.features))
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if type(layer).__name__ == "QDense":
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel * 1.5, rng.uniform(-0.5, 0.5, bias.shape).astype("float32")])
+    return model
+
+
+def _jets(recipe) -> np.ndarray:
+    from trigger.data.loader import load_dataset
+
+    data = load_dataset(recipe.data)
+    return np.concatenate([data.train.x, data.validation.x, data.test.x])
+
+
+_CACHE: dict[str, Firmware] = {}
+
+
+@pytest.fixture(scope="session")
+def firmware(request, toy_file, tmp_path_factory) -> Firmware:
+    """Convert + compile one configuration once per session (param: a CONFIGS key)."""
+    name = request.param
+    if name not in _CACHE:
+        from trigger.hls import build_emulator, convert_student
+
+        recipe = make_recipe(name, toy_file)
+        model = random_student(recipe)
+        project = tmp_path_factory.mktemp(f"fw_{name}")
+        _, plan = convert_student(model, project, recipe.firmware)
+        build_emulator(project, model.input_shape[1:], model.output_shape[1:])
+        _CACHE[name] = Firmware(recipe, model, project, plan.summary(), _jets(recipe))
+    return _CACHE[name]
+
+
+def edge_cases(n: int, f: int, fmt_integer: int, fmt_fractional: int, rng) -> np.ndarray:
+    """Zeros, values at/beyond the input range, exact rounding ties, padded jets."""
+    top = 2.0**fmt_integer  # the input quantizer saturates at +-top (minus one LSB up top)
+    lsb = 2.0**-fmt_fractional
+    cases = [
+        np.zeros((n, f)),
+        np.full((n, f), top - lsb),
+        np.full((n, f), top),
+        np.full((n, f), -top),
+        np.full((n, f), -top - lsb),
+        np.full((n, f), 4 * top),
+        np.full((n, f), -4 * top),
+        np.full((n, f), 1000.0),
+        np.full((n, f), -1000.0),
+        np.full((n, f), lsb / 2),  # a tie: rounds to 0 (even)
+        np.full((n, f), 1.5 * lsb),  # a tie: rounds to 2 lsb (even)
+        np.full((n, f), -lsb / 2),
+        np.full((n, f), -1.5 * lsb),
+    ]
+    # Random exact ties k + 1/2 LSB all over the range, positive and negative.
+    for _ in range(40):
+        k = rng.integers(
+            -(2 ** (fmt_integer + fmt_fractional)), 2 ** (fmt_integer + fmt_fractional), (n, f)
+        )
+        cases.append((k + 0.5) * lsb)
+    # Padded jets: m real constituents, the rest exactly zero (as the preprocessing pads).
+    for m in (1, 2, n // 2, n - 1):
+        jet = np.zeros((n, f))
+        jet[:m] = rng.normal(0, top / 2, (m, f))
+        cases.append(jet)
+    # One constituent saturating, the rest ordinary.
+    jet = rng.normal(0, 1, (n, f))
+    jet[0] = top * 3
+    cases.append(jet)
+    return np.asarray(cases, np.float32)
+
+
+def reference(model, x: np.ndarray) -> np.ndarray:
+    return model.predict(x, batch_size=2048, verbose=0)
+
+
+def assert_bit_exact(fw: Firmware, x: np.ndarray) -> None:
+    from trigger.hls import emulate
+
+    emulated = emulate(fw.project, x)
+    assert emulated.shape == (len(x), 5)
+    np.testing.assert_array_equal(emulated, reference(fw.model, x))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("firmware", list(CONFIGS), indirect=True)
+def test_emulator_is_bit_exact(firmware: Firmware) -> None:
+    """THE test: the compiled firmware equals QKeras on every jet, no tolerance."""
+    summary = firmware.summary
+    # The Keras reference is itself exact only while sums fit float32; these configs do.
+    assert summary["keras_float32_exact"], summary["max_accumulator_significant_bits"]
+    n, f = firmware.model.input_shape[1:]
+    rng = np.random.default_rng(1)
+    q = firmware.recipe.quantization.input
+    # 1) every toy jet (train, validation and test splits: thousands of jets)
+    assert len(firmware.jets) >= 3000
+    assert_bit_exact(firmware, firmware.jets)
+    # 2) random inputs across and beyond the input range
+    scale = 2.0**q.integer
+    random = rng.normal(0, scale / 2, (3000, n, f)).astype(np.float32)
+    wide = rng.uniform(-3 * scale, 3 * scale, (1000, n, f)).astype(np.float32)
+    assert_bit_exact(firmware, np.concatenate([random, wide]))
+    # 3) edge cases: zeros, saturation, exact rounding ties, padded jets
+    assert_bit_exact(firmware, edge_cases(n, f, q.integer, q.bits - 1 - q.integer, rng))
+    # The outputs are not trivially constant.
+    from trigger.hls import emulate
+
+    out = emulate(firmware.project, firmware.jets)
+    assert len(np.unique(out.argmax(1))) > 1
+    assert len(np.unique(out)) > 50
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("firmware", DEEPSETS, indirect=True)
+def test_emulator_is_permutation_invariant(firmware: Firmware) -> None:
+    """Reordering the real (non-padded) constituents changes no output bit."""
+    from trigger.hls import emulate
+
+    rng = np.random.default_rng(2)
+    jets = firmware.jets[:1000].copy()
+    permuted = jets.copy()
+    for i, jet in enumerate(jets):
+        real = np.flatnonzero(np.any(jet != 0, axis=-1))
+        permuted[i, real] = jet[rng.permutation(real)]
+    assert not np.array_equal(permuted, jets)
+    np.testing.assert_array_equal(
+        emulate(firmware.project, permuted), emulate(firmware.project, jets)
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("firmware", ["deepsets_n16_8bit"], indirect=True)
+def test_precisions_come_from_quantizers(firmware: Firmware) -> None:
+    layers = firmware.summary["layers"]
+    assert firmware.summary["input"] == "ap_fixed<12,4,AP_RND_CONV,AP_SAT>"
+    assert firmware.summary["output"] == "ap_fixed<16,7,AP_RND_CONV,AP_SAT>"
+    assert layers["phi_0"]["weight"] == "ap_fixed<8,1>"
+    assert layers["phi_0_act"]["result"] == "ap_ufixed<8,3,AP_RND_CONV,AP_SAT>"
+    # mean over 16 = 2^4: four more fractional bits, the division is an exact shift
+    assert layers["pool"]["result"] == "ap_ufixed<12,3>"
+    assert layers["phi_0"]["options"]["ParallelizationFactor"] == 16
+    assert firmware.summary["steps"][0] == "quantize_weights"
+    # hls4ml wrote what the plan says
+    defines = (firmware.project / "firmware" / "defines.h").read_text()
+    assert "typedef ap_fixed<12,4,AP_RND_CONV,AP_SAT,0> input_t;" in defines
+
+
+# --- contract errors (no compilation) -------------------------------------------------------
+
+
+def _plan(model):
+    from trigger.hls.convert import plan_student
+
+    return plan_student(model, FirmwareConfig())
+
+
+def test_lambda_layer_is_named(toy_file) -> None:
+    import tensorflow as tf
+    from qkeras import QActivation, quantized_bits
+
+    x_in = tf.keras.Input((16, 3), name="input")
+    x = QActivation(quantized_bits(8, 3, alpha=1), name="input_quant")(x_in)
+    x = tf.keras.layers.Lambda(lambda t: tf.reduce_sum(t, axis=1), name="sum_pool")(x)
+    model = tf.keras.Model(x_in, x)
+    with pytest.raises(TriggerError, match=r"layer 'sum_pool' \(Lambda\) is not supported"):
+        _plan(model)
+
+
+def test_float_model_is_not_a_student(toy_file) -> None:
+    from trigger.taggers import build_float
+
+    model = build_float(make_recipe("deepsets_n16_8bit", toy_file), 3)
+    with pytest.raises(TriggerError, match=r"layer 'input_quant' \(Activation\) is not quantized"):
+        _plan(model)
+
+
+def test_unsupported_quantizers_are_named(toy_file) -> None:
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits
+
+    x_in = tf.keras.Input((16, 3), name="input")
+    x = QActivation(quantized_bits(8, 3, alpha=1), name="input_quant")(x_in)
+    bad = quantized_bits(8, 0, alpha="auto_po2")
+    x = QDense(4, kernel_quantizer=bad, bias_quantizer=bad, name="phi_0")(x)
+    model = tf.keras.Model(x_in, x)
+    with pytest.raises(TriggerError, match=r"layer 'phi_0'.*alpha"):
+        _plan(model)
+
+
+def test_mean_pooling_needs_power_of_two(toy_file) -> None:
+    recipe = make_recipe("deepsets_n16_8bit", toy_file)
+    recipe = recipe.model_copy(
+        update={"data": recipe.data.model_copy(update={"n_constituents": 12})}
+    )
+    with pytest.raises(TriggerError, match="power of two"):
+        _plan(random_student(recipe))
+
+
+# --- the stage and the command ------------------------------------------------------------
+
+
+def _make_run(run_dir: Path, toy_file: Path) -> Any:
+    from trigger.data.loader import load_dataset
+    from trigger.taggers import build_float
+
+    recipe = make_recipe("deepsets_n16_8bit", toy_file)
+    recipe = recipe.model_copy(
+        update={"firmware": recipe.firmware.model_copy(update={"emulation_jets": 400})}
+    )
+    run_dir.mkdir(parents=True)
+    _save(random_student(recipe, seed=5), run_dir / "student.h5")
+    _save(build_float(recipe, 3), run_dir / "float.h5")
+    save_recipe(recipe, run_dir / "recipe.yaml")
+    load_dataset(recipe.data).preprocessing.save(run_dir / "preprocess.json")
+    return recipe
+
+
+@pytest.mark.slow
+def test_emit_hls_stage(tmp_path: Path, toy_file: Path) -> None:
+    from trigger.hls import emit_hls, emulate
+    from trigger.taggers import load_model
+
+    _make_run(tmp_path / "runs" / "toy", toy_file)
+    out = emit_hls(tmp_path / "runs" / "toy", tmp_path / "firmware" / "toy")
+    assert out == tmp_path / "firmware" / "toy"
+    emulation = json.loads((out / "emulation.json").read_text())
+    assert emulation["jets"] == 400  # firmware.emulation_jets of the 800 test jets
+    assert emulation["bit_exact_fraction"] == 1.0
+    assert emulation["top_class_agreement"] == 1.0
+    expected = ["build_prj.tcl", "firmware/tagger.cpp", "emulator/libemulator.so"]
+    expected += ["conversion.json", "student.h5", "preprocess.json", "recipe.yaml"]
+    expected += ["float_reference/build_prj.tcl", "float_reference/firmware/tagger.cpp"]
+    for name in expected:
+        assert (out / name).exists(), name
+    assert not list(tmp_path.glob("firmware/.toy.tmp-*"))
+    # Later stages run the emulator from the directory alone.
+    x = np.random.default_rng(0).normal(0, 2, (64, 16, 3)).astype(np.float32)
+    student = load_model(out / "student.h5")
+    np.testing.assert_array_equal(emulate(out, x), student.predict(x, verbose=0))
+
+
+def _trigger(*args: str, path: str | None = None) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("trigger")
+    env = dict(os.environ)
+    if path is not None:
+        env["PATH"] = path
+    return subprocess.run(
+        [str(script), *args], capture_output=True, text=True, env=env, check=False
+    )
+
+
+def test_cli_synth_without_tools_is_one_line(tmp_path: Path, toy_file: Path) -> None:
+    run = tmp_path / "runs" / "toy"
+    _make_run(run, toy_file)
+    done = _trigger(
+        "emit-hls", str(run), "--out", str(tmp_path / "fw"), "--synth", path="/usr/bin:/bin"
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "vivado_hls" in lines[0] and "--synth" in lines[0]
+    assert not (tmp_path / "fw").exists()
+
+
+def test_cli_missing_run(tmp_path: Path) -> None:
+    done = _trigger("emit-hls", str(tmp_path / "nope"))
+    assert done.returncode == 2
+    assert "missing student.h5" in done.stderr

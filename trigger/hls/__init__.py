@@ -1,0 +1,32 @@
+"""Firmware stage: QKeras student -> hls4ml project + bit-accurate C++ emulator.
+
+Public API (heavy imports happen inside the functions):
+    emit_hls(run_dir, out_dir, *, data_path=None, synth=False, log=None) -> Path
+    convert_student(model, output_dir, firmware=None) -> (hls_model, Plan)
+    convert_float_reference(model, output_dir, firmware=None) -> hls_model
+    build_emulator(project_dir, input_shape, output_shape, project="tagger") -> Path
+    emulate(hls_model_or_project_dir, x) -> np.ndarray
+    synthesis_report(project_dir) -> dict | None;  parse_csynth_xml(path) -> dict
+"""
+
+from trigger.hls.convert import STEPS, Plan, convert_float_reference, convert_student
+from trigger.hls.emulator import Emulator, build_emulator, emulate, load_emulator
+from trigger.hls.reports import parse_csynth_xml, parse_vivado_synth_rpt, synthesis_report
+from trigger.hls.stage import FLOAT_REFERENCE_DIR, emit_hls, synthesize
+
+__all__ = [
+    "FLOAT_REFERENCE_DIR",
+    "STEPS",
+    "Emulator",
+    "Plan",
+    "build_emulator",
+    "convert_float_reference",
+    "convert_student",
+    "emit_hls",
+    "emulate",
+    "load_emulator",
+    "parse_csynth_xml",
+    "parse_vivado_synth_rpt",
+    "synthesis_report",
+    "synthesize",
+]

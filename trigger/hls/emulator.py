@@ -1,0 +1,210 @@
+"""The bit-accurate C++ emulator: the HLS firmware compiled with g++, called a batch at a time.
+
+hls4ml's `predict` crosses ctypes once per jet. Here a small extern "C" loop around the
+project's own `<project>_double` bridge takes the whole batch in one call, so a project
+directory can be emulated later (validate stage) without TensorFlow, hls4ml or retraining:
+`emulate("firmware/NAME", x)` needs only numpy, ctypes and the compiled library.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import json
+import os
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trigger.errors import TriggerError
+
+EMULATOR_DIR = "emulator"
+LIBRARY = "libemulator.so"
+METADATA = "emulator.json"
+
+_BATCH_SOURCE = """\
+// Batch entry point for the bit-accurate emulator (written by trigger.hls).
+#include "../{project}_bridge.cpp"
+
+extern "C" {{
+long trigger_input_size() {{ return {n_in}; }}
+long trigger_output_size() {{ return {n_out}; }}
+void trigger_emulate(const double *x, double *y, long n_jets) {{
+    for (long j = 0; j < n_jets; j++) {{
+        {project}_double(const_cast<double *>(x) + j * {n_in}, y + j * {n_out});
+    }}
+}}
+}}
+"""
+
+
+def _compiler() -> str:
+    gxx = shutil.which("g++")
+    if gxx is None:
+        msg = (
+            "g++ not found: install a C++ compiler (e.g. apt-get install g++) to build the emulator"
+        )
+        raise TriggerError(msg)
+    return gxx
+
+
+def _std_flag(gxx: str) -> str:
+    # Same probe as hls4ml's build_lib.sh: c++23 enables ap_types' half/bfloat16 support.
+    probe = subprocess.run(
+        [gxx, "-Werror", "-fsyntax-only", "-std=c++23", "-xc++", "-", "-o", "/dev/null"],
+        input=b"",
+        capture_output=True,
+        check=False,
+    )
+    return "-std=c++23" if probe.returncode == 0 else "-std=c++14"
+
+
+def build_emulator(
+    project_dir: str | Path,
+    input_shape: tuple[int, ...],
+    output_shape: tuple[int, ...],
+    project: str = "tagger",
+    optimization: str = "-O3",
+) -> Path:
+    """Compile `<project_dir>/emulator/libemulator.so` from the written HLS project."""
+    project_dir = Path(project_dir)
+    firmware = project_dir / "firmware" / f"{project}.cpp"
+    if not firmware.is_file():
+        msg = f"{project_dir}: no HLS project (missing firmware/{project}.cpp)"
+        raise TriggerError(msg)
+    out = project_dir / EMULATOR_DIR
+    out.mkdir(exist_ok=True)
+    n_in, n_out = int(np.prod(input_shape)), int(np.prod(output_shape))
+    (out / "batch.cpp").write_text(_BATCH_SOURCE.format(project=project, n_in=n_in, n_out=n_out))
+    gxx = _compiler()
+    flags = [optimization, "-fPIC", _std_flag(gxx), f"-I{project_dir / 'firmware' / 'ap_types'}"]
+    flags += [f"-I{project_dir}", f"-I{project_dir / 'firmware'}"]
+    units = [(firmware, out / "firmware.o"), (out / "batch.cpp", out / "batch.o")]
+
+    def compile_unit(unit: tuple[Path, Path]) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [gxx, *flags, "-c", str(unit[0]), "-o", str(unit[1])],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the two units compile in parallel
+        results = list(pool.map(compile_unit, units))
+    link = None
+    if all(r.returncode == 0 for r in results):
+        link = subprocess.run(
+            [gxx, "-shared", *(str(u[1]) for u in units), "-o", str(out / LIBRARY)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        results.append(link)
+    for unit in units:
+        unit[1].unlink(missing_ok=True)
+    failed = [r for r in results if r.returncode != 0]
+    if failed:
+        (out / "build.log").write_text(failed[0].stderr)
+        first = next((ln for ln in failed[0].stderr.splitlines() if "error" in ln), "see log")
+        msg = f"emulator build failed ({out / 'build.log'}): {first.strip()}"
+        raise TriggerError(msg)
+    meta = {
+        "library": f"{EMULATOR_DIR}/{LIBRARY}",
+        "project": project,
+        "input_shape": list(input_shape),
+        "output_shape": list(output_shape),
+    }
+    (project_dir / METADATA).write_text(json.dumps(meta, indent=2) + "\n")
+    return out / LIBRARY
+
+
+class Emulator:
+    """A compiled firmware project, callable on a batch: `Emulator(dir)(x) -> y`."""
+
+    def __init__(self, project_dir: str | Path, threads: int | None = None):
+        self.project_dir = Path(project_dir)
+        self.threads = threads or os.cpu_count() or 1
+        meta_path = self.project_dir / METADATA
+        if not meta_path.is_file():
+            msg = f"{self.project_dir}: no compiled emulator (missing {METADATA}); run emit-hls"
+            raise TriggerError(msg)
+        meta = json.loads(meta_path.read_text())
+        self.input_shape = tuple(meta["input_shape"])
+        self.output_shape = tuple(meta["output_shape"])
+        library = self.project_dir / meta["library"]
+        if not library.is_file():
+            msg = f"{self.project_dir}: emulator library {meta['library']} is missing; run emit-hls"
+            raise TriggerError(msg)
+        # RTLD_LOCAL keeps each project's (identically named) symbols apart.
+        self._lib = ctypes.CDLL(str(library.resolve()), mode=ctypes.RTLD_LOCAL)
+        self._run = self._lib.trigger_emulate
+        self._run.restype = None
+        self._run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
+        self._n_in = int(np.prod(self.input_shape))
+        self._n_out = int(np.prod(self.output_shape))
+        if self._lib.trigger_input_size() != self._n_in:
+            msg = f"{library}: built for another input size than {METADATA} says"
+            raise TriggerError(msg)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.shape[1:] != self.input_shape:
+            msg = f"emulator expects jets of shape {self.input_shape}, got {x.shape[1:]}"
+            raise TriggerError(msg)
+        # float32 -> float64 is exact; the C++ side rounds double -> input_t like the quantizer.
+        flat = np.ascontiguousarray(x.reshape(len(x), self._n_in), dtype=np.float64)
+        out = np.empty((len(x), self._n_out), np.float64)
+        # One call per thread on a contiguous slice; ctypes releases the GIL during the call.
+        # The firmware C++ keeps no mutable state between jets, so slices run concurrently.
+        bounds = np.linspace(0, len(x), min(self.threads, max(1, len(x) // 256)) + 1).astype(int)
+        slices = [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+        def run(ab: tuple[int, int]) -> None:
+            a, b = ab
+            self._run(flat[a:].ctypes.data, out[a:].ctypes.data, b - a)
+
+        if len(slices) == 1:
+            run(slices[0])
+        elif slices:
+            with ThreadPoolExecutor(max_workers=len(slices)) as pool:
+                list(pool.map(run, slices))
+        # Every firmware output fits float32 (<= 24 significant bits), as Keras returns.
+        return out.reshape((len(x), *self.output_shape)).astype(np.float32)
+
+
+_LOADED: dict[tuple[Path, int, int], Emulator] = {}
+
+
+def load_emulator(project_dir: str | Path) -> Emulator:
+    """Load the emulator of a project directory, once per build of its library."""
+    path = Path(project_dir).resolve()
+    library = path / EMULATOR_DIR / LIBRARY
+    stat = library.stat() if library.is_file() else None
+    key = (path, stat.st_ino if stat else 0, stat.st_mtime_ns if stat else 0)
+    if key not in _LOADED:
+        _LOADED[key] = Emulator(path)
+    return _LOADED[key]
+
+
+def emulate(model_or_dir: Any, x: np.ndarray) -> np.ndarray:
+    """Run the firmware's C++ emulator on a batch; same shape as the Keras model's output.
+
+    `model_or_dir` is a project directory written by `emit_hls`/`convert_student` (compiled)
+    or an hls4ml model, whose output directory is built on first use.
+    """
+    if isinstance(model_or_dir, str | Path):
+        return load_emulator(model_or_dir)(x)
+    config = getattr(model_or_dir, "config", None)
+    if config is None or not hasattr(config, "get_output_dir"):
+        msg = f"emulate() takes a firmware directory or an hls4ml model, not {type(model_or_dir)}"
+        raise TriggerError(msg)
+    project_dir = Path(config.get_output_dir())
+    if not (project_dir / METADATA).is_file():
+        inp = model_or_dir.get_input_variables()[0]
+        out = model_or_dir.get_output_variables()[0]
+        build_emulator(project_dir, tuple(inp.shape), tuple(out.shape), config.get_project_name())
+    return load_emulator(project_dir)(x)

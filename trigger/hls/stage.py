@@ -1,0 +1,190 @@
+"""`trigger emit-hls`: runs/NAME -> firmware/NAME (HLS project, emulator, proof of exactness).
+
+firmware/NAME/ after the stage:
+    build_prj.tcl, firmware/, ...   the hls4ml project, ready for `vivado_hls`/`vitis-run`
+    emulator/libemulator.so         the firmware C++ compiled with g++ (see `emulate`)
+    emulator.json                   how to call it (input/output shapes)
+    conversion.json                 every layer's fixed-point types and the steps that set them
+    emulation.json                  emulator vs QKeras student on test jets
+    student.h5, recipe.yaml, preprocess.json   what the project was made from
+    float_reference/                the float model as an HLS project with wide fixed types
+    synthesis.json                  (after --synth) latency, II and resources from the reports
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trigger.config import FirmwareConfig, Recipe, load_recipe
+from trigger.errors import TriggerError
+from trigger.io import atomic_path, write_json
+
+FLOAT_REFERENCE_DIR = "float_reference"
+RUN_FILES = ("student.h5", "float.h5", "recipe.yaml", "preprocess.json")
+_SYNTH_TOOL = {"Vivado": "vivado_hls", "Vitis": "vitis-run"}
+
+
+def _require_run(run_dir: Path) -> None:
+    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
+    if missing:
+        msg = f"{run_dir}: missing {', '.join(missing)} (run train-and-compress first)"
+        raise TriggerError(msg)
+
+
+def synthesis_tool(firmware: FirmwareConfig) -> str:
+    """Path of the HLS tool for the recipe's backend; a one-line error when it is absent."""
+    tool = _SYNTH_TOOL[firmware.backend]
+    found = shutil.which(tool)
+    if found is None:
+        msg = (
+            f"--synth needs '{tool}' ({firmware.backend} backend) on PATH: install the AMD/Xilinx "
+            f"{firmware.backend} HLS tools and source their settings script, or drop --synth"
+        )
+        raise TriggerError(msg)
+    return found
+
+
+def synthesize(project_dir: str | Path, firmware: FirmwareConfig) -> dict[str, Any]:
+    """Run C synthesis in a written project and write its `synthesis.json`."""
+    from trigger.hls.reports import synthesis_report
+
+    project_dir = Path(project_dir)
+    tool = synthesis_tool(firmware)
+    if firmware.backend == "Vivado":
+        options = "reset=1 csim=0 synth=1 cosim=0 validation=0 export=0 vsynth=0 fifo_opt=0"
+        command = [tool, "-f", "build_prj.tcl", options]
+    else:
+        (project_dir / "build_opt.tcl").write_text(
+            "array set opt {\n    reset 1\n    csim 0\n    synth 1\n    cosim 0\n"
+            "    validation 0\n    export 0\n    vsynth 0\n    fifo_opt 0\n}\n"
+        )
+        command = [tool, "--tcl", "build_prj.tcl", "--mode", "hls"]
+    with (project_dir / "synthesis.log").open("w") as log:
+        done = subprocess.run(command, cwd=project_dir, stdout=log, stderr=subprocess.STDOUT)
+    report = synthesis_report(project_dir)
+    if done.returncode != 0 or report is None:
+        msg = f"synthesis failed in {project_dir} (exit {done.returncode}): see synthesis.log"
+        raise TriggerError(msg)
+    write_json(project_dir / "synthesis.json", report)
+    return report
+
+
+def _versions() -> dict[str, str]:
+    import hls4ml
+    import qkeras
+    import tensorflow as tf
+
+    return {
+        "hls4ml": hls4ml.__version__,
+        "qkeras": getattr(qkeras, "__version__", "unknown"),
+        "tensorflow": tf.__version__,
+        "python": sys.version.split()[0],
+    }
+
+
+def emulation_sample(
+    recipe: Recipe, preprocess: Any, data_path: str | Path | None, jets: int
+) -> np.ndarray:
+    """Test-split jets, normalised with the run's saved input contract (not refitted)."""
+    from trigger.data.loader import load_test_split
+
+    test = load_test_split(recipe.data, preprocess, data_path or recipe.data.path)
+    return test.x[:jets]
+
+
+def compare(emulated: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """Bit-exact and top-class agreement of emulator and QKeras outputs, jet by jet."""
+    same = np.all(emulated.reshape(len(emulated), -1) == reference.reshape(len(reference), -1), 1)
+    return {
+        "jets": len(emulated),
+        "bit_exact_fraction": float(same.mean()) if len(same) else None,
+        "top_class_agreement": float(np.mean(emulated.argmax(-1) == reference.argmax(-1)))
+        if len(same)
+        else None,
+        "max_abs_difference": float(np.abs(emulated - reference).max()) if len(same) else None,
+    }
+
+
+def emit_hls(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    data_path: str | Path | None = None,
+    synth: bool = False,
+    log: Any = None,
+) -> Path:
+    """Write the HLS project, compile its emulator, check it on test jets; return `out_dir`."""
+    from trigger.data.loader import Preprocessing
+    from trigger.hls.convert import convert_float_reference, convert_student
+    from trigger.hls.emulator import build_emulator, emulate
+    from trigger.taggers import load_model
+
+    say = log or (lambda _msg: None)
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    _require_run(run_dir)
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    if synth:
+        synthesis_tool(recipe.firmware)  # fail before an hour of work, not after
+    preprocess = Preprocessing.load(run_dir / "preprocess.json")
+    student = load_model(run_dir / "student.h5")
+    expected = (preprocess.n_constituents, len(preprocess.features))
+    if tuple(student.input_shape[1:]) != expected:
+        msg = (
+            f"{run_dir}: student input {tuple(student.input_shape[1:])} does not match "
+            f"preprocess.json ({expected[0]} constituents x {expected[1]} features)"
+        )
+        raise TriggerError(msg)
+    x = emulation_sample(recipe, preprocess, data_path, recipe.firmware.emulation_jets)
+    if len(x) == 0:
+        msg = f"{data_path or recipe.data.path}: the test split holds no jets to check the emulator"
+        raise TriggerError(msg)
+
+    with atomic_path(out_dir) as tmp:
+        say(f"emit-hls: converting {run_dir / 'student.h5'}")
+        hls_model, plan = convert_student(student, tmp, recipe.firmware)
+        say("emit-hls: compiling the C++ emulator (g++)")
+        build_emulator(tmp, expected, tuple(student.output_shape[1:]))
+        for name in ("student.h5", "recipe.yaml", "preprocess.json"):
+            shutil.copy2(run_dir / name, tmp / name)
+        summary = {**plan.summary(), "backend": recipe.firmware.backend}
+        summary["firmware"] = recipe.firmware.model_dump(mode="json")
+        summary["versions"] = _versions()
+        write_json(tmp / "conversion.json", summary)
+        say("emit-hls: writing the float reference project")
+        convert_float_reference(
+            load_model(run_dir / "float.h5"), tmp / FLOAT_REFERENCE_DIR, recipe.firmware
+        )
+
+        emulated = emulate(tmp, x)
+        reference = student.predict(x, batch_size=4096, verbose=0)
+        result = compare(emulated, reference)
+        result["reference"] = "QKeras student.h5, Keras float32"
+        # Keras sums in float32: exact only while every accumulator fits 24 significant bits.
+        result["reference_exact"] = summary["keras_float32_exact"]
+        result["data"] = str(data_path or recipe.data.path)
+        write_json(tmp / "emulation.json", result)
+        del hls_model
+    say(
+        f"emit-hls: {out_dir}: {result['jets']} test jets, bit-exact fraction "
+        f"{result['bit_exact_fraction']}, top-class agreement {result['top_class_agreement']}"
+    )
+    if synth:
+        for project in (out_dir, out_dir / FLOAT_REFERENCE_DIR):
+            say(f"emit-hls: synthesising {project}")
+            report = synthesize(project, recipe.firmware)
+            say(
+                f"emit-hls: {project.name}: latency {report.get('latency_cycles')} cycles, "
+                f"LUT {report.get('lut')}, FF {report.get('ff')}, DSP {report.get('dsp')}"
+            )
+    return out_dir
+
+
+def read_emulation(project_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(project_dir) / "emulation.json").read_text())
