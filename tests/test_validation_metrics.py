@@ -16,7 +16,12 @@ from trigger.validation.metrics import (
     threshold_for_efficiency,
     top_class_agreement,
 )
-from trigger.validation.observables import compare_selections, efficiency_curve, ks_distance
+from trigger.validation.observables import (
+    compare_selections,
+    critical_distance,
+    efficiency_curve,
+    ks_distance,
+)
 
 G, Q, W, Z, T = range(5)
 
@@ -78,8 +83,19 @@ def test_ks_distance_hand_example_and_identity() -> None:
     assert ks_distance(np.array([1.0, 2, 3, 4]), np.array([3.0, 4, 5, 6]))["distance"] == 0.5
     same = np.array([5.0, 1, 3])
     assert ks_distance(same, same[::-1]) == {"distance": 0.0, "p_value": 1.0,
-                                             "n_reference": 3, "n_test": 3}  # fmt: skip
+                                             "significant": False, "n_reference": 3,
+                                             "n_test": 3}  # fmt: skip
     assert ks_distance(np.array([1.0]), same)["distance"] is None
+
+
+def test_ks_significance_depends_on_sample_size() -> None:
+    # A 0.1 shift of a uniform distribution is noise for 50 jets but significant for 5,000.
+    rng = np.random.default_rng(0)
+    assert critical_distance(50, 50) == pytest.approx(1.628 * np.sqrt(2 / 50))
+    small = ks_distance(rng.uniform(0, 1, 50), rng.uniform(0.1, 1.1, 50))
+    large = ks_distance(rng.uniform(0, 1, 5000), rng.uniform(0.1, 1.1, 5000))
+    assert not small["significant"]
+    assert large["significant"] and large["distance"] == pytest.approx(0.1, abs=0.03)
 
 
 def test_efficiency_curve_per_bin() -> None:
@@ -113,7 +129,7 @@ def test_a_mass_sculpting_predictor_is_flagged() -> None:
     sculpting[:, W] = np.where(near_w, 3.0, -3.0) + noise  # tags W by mass alone
     result = compare_selections(logits, sculpting, labels, observables, 0.5)
     w_background_mass = result["classes"]["W"]["background"]["mass"]
-    assert w_background_mass["distance"] > 0.3
+    assert w_background_mass["distance"] > 0.3 and w_background_mass["significant"]
     assert result["max_distance"] > GatesConfig().max_observable_distance
     assert result["worst"].startswith("W/background/mass")
 

@@ -20,6 +20,7 @@ from trigger.config import CLASS_NAMES, ArchitectureConfig, QuantizerConfig, Rec
 from trigger.errors import TriggerError
 
 if TYPE_CHECKING:
+    import numpy as np
     import tensorflow as tf
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "custom_objects",
     "dense_layers",
     "load_model",
+    "predict",
     "quantize_weights_in_place",
 ]
 
@@ -171,3 +173,8 @@ def load_model(path: str | Path) -> tf.keras.Model:
     import tensorflow as tf
 
     return tf.keras.models.load_model(path, custom_objects=custom_objects(), compile=False)
+
+
+def predict(model: tf.keras.Model, x: np.ndarray) -> np.ndarray:
+    """Logits for a batch of jets, as the model computes them (float32, no softmax)."""
+    return model.predict(x, batch_size=4096, verbose=0)

@@ -6,12 +6,17 @@ instant. Every `TriggerError` becomes one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from trigger import __version__
 from trigger.errors import TriggerError
+
+# TensorFlow's C++ start-up chatter (CUDA/TensorRT probes) is noise to users; set before any
+# command imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 class _Group(click.Group):
@@ -41,14 +46,13 @@ def cli() -> None:
 def _register() -> None:
     # One line per command group; each module imports its stage lazily inside the command.
     from trigger.cli.data import data
-
-    cli.add_command(data)
-    from trigger.cli.train import train_and_compress_cmd
-
-    cli.add_command(train_and_compress_cmd)
     from trigger.cli.hls import emit_hls_cmd
+    from trigger.cli.run import run
+    from trigger.cli.train import train_and_compress_cmd
+    from trigger.cli.validate import validate
 
-    cli.add_command(emit_hls_cmd)
+    for command in (data, train_and_compress_cmd, emit_hls_cmd, validate, run):
+        cli.add_command(command)
 
 
 _register()

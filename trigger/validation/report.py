@@ -148,6 +148,12 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _distance_cell(row: dict | None) -> str:
+    if not row or row["distance"] is None:
+        return "-"
+    return f"{row['distance']:.3f}{'*' if row['significant'] else ''} (n={row['n_test']})"
+
+
 def _table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
@@ -181,11 +187,14 @@ def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
                       for e in c["predictors"][p]["rejection"][s]]] for p in predictors]),
         f"![ROC curves]({plots['roc']})",
         "## Physics observables of selected jets",
-        f"Float reference vs firmware at {o['working_point_efficiency']:.0%} efficiency per "
-        f"class; statistic: {o['statistic']}. Largest distance: "
-        f"{_fmt(o['max_distance'])} ({o['worst']}).",
+        f"Jets each predictor selects as class k at {o['working_point_efficiency']:.0%} "
+        f"efficiency for true-k jets (its own cut on p_k), float reference vs firmware; "
+        f"statistic: {o['statistic']}. `*` marks a distance significant at 99% for its "
+        f"sample sizes. Largest significant distance (the gate's figure): "
+        f"{_fmt(o['max_distance'])} ({o['worst'] or 'none significant'}); largest of all: "
+        f"{_fmt(o['max_distance_any'])}.",
         _table(["class", "jets", *OBSERVABLE_LABELS],
-               [[n, grp, *[o["classes"][n][grp].get(obs, {}).get("distance")
+               [[n, grp, *[_distance_cell(o["classes"][n][grp].get(obs))
                            for obs in OBSERVABLE_LABELS]]
                 for n in o["classes"] for grp in ("signal", "background")]),
         *[f"![{t} selection]({plots['observables_' + t]})" for t in SIGNALS

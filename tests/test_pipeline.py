@@ -1,0 +1,181 @@
+"""End to end on real Pythia jets: `trigger run`, bit-exact firmware, validation and its gates.
+
+The bit-accurate emulation test lives here in its strongest form: students trained by the
+real pipeline for two recipes (different N, widths and bit widths), every output bit of the
+C++ emulator compared with QKeras on every one of a few thousand Pythia jets.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from trigger.data.generate import GenerationSettings, generate
+from trigger.data.loader import Preprocessing, read_jets
+
+pytest.importorskip("qkeras")
+
+TRIGGER = str(Path(sys.executable).with_name("trigger"))
+ROOT = Path(__file__).resolve().parents[1]
+FAST = {
+    "training": {"epochs": 6, "batch_size": 128, "learning_rate": 0.01, "patience": 3},
+    "distillation": {"teacher": {"epochs": 4, "batch_size": 128, "learning_rate": 0.01,
+                                 "architecture": {"phi": [32, 32], "rho": [32]}}},
+}  # fmt: skip
+SECOND = {  # another N, other widths, other bit widths
+    "data": {"n_constituents": 32},
+    "architecture": {"phi": [16, 16, 16], "rho": [16]},
+    "quantization": {"input": {"bits": 10, "integer": 3},
+                     "default": {"weight": {"bits": 6, "integer": 1},
+                                 "bias": {"bits": 6, "integer": 1},
+                                 "activation": {"bits": 6, "integer": 2}}},
+    "distillation": {"enabled": False},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def real_jets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2,500 Pythia jets (500 per class)."""
+    path = tmp_path_factory.mktemp("real") / "jets.h5"
+    return generate(GenerationSettings(jets_per_class=500, seed=99, shard_size=250), path, 2)
+
+
+def write_recipe(path: Path, data: Path, *extra: dict, base: str = "default") -> Path:
+    tree = yaml.safe_load((ROOT / "models" / f"{base}.yaml").read_text()) or {}
+    for section in (FAST, {"data": {"path": str(data)}}, *extra):
+        for key, value in section.items():
+            if isinstance(value, dict):
+                tree[key] = _merge(tree.get(key, {}), value)
+            else:
+                tree[key] = value
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def trigger(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([TRIGGER, *args], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def pipeline(real_jets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`trigger run` of the default recipe (fast training) in a fresh working directory."""
+    work = tmp_path_factory.mktemp("work")
+    write_recipe(work / "demo.yaml", real_jets)
+    result = trigger("run", "demo.yaml", cwd=work)
+    assert result.returncode in (0, 1), result.stderr  # 1: a gate failed, reported below
+    assert "report:" in result.stdout, result.stdout + result.stderr
+    return work
+
+
+def all_jets_for(run_dir: Path, data: Path) -> np.ndarray:
+    contract = Preprocessing.load(run_dir / "preprocess.json")
+    raw = read_jets(data, contract.n_constituents, contract.features)
+    return contract.apply(raw.x)
+
+
+def assert_firmware_is_bit_exact(run_dir: Path, firmware_dir: Path, x: np.ndarray) -> None:
+    from trigger.hls import emulate
+    from trigger.taggers import load_model, predict
+
+    student = load_model(run_dir / "student.h5")
+    np.testing.assert_array_equal(emulate(firmware_dir, x), predict(student, x))
+    # Permuting the real constituents of every jet changes no output bit.
+    rng = np.random.default_rng(0)
+    permuted = x.copy()
+    for jet in permuted:
+        real = int(np.sum(~np.all(jet == 0, axis=-1)))
+        jet[:real] = jet[rng.permutation(real)]
+    np.testing.assert_array_equal(emulate(firmware_dir, permuted), emulate(firmware_dir, x))
+
+
+@pytest.mark.slow
+def test_default_recipe_firmware_is_bit_exact_on_every_real_jet(pipeline, real_jets) -> None:
+    run_dir, firmware_dir = pipeline / "runs" / "demo", pipeline / "firmware" / "demo"
+    x = all_jets_for(run_dir, real_jets)
+    assert len(x) == 2500
+    assert_firmware_is_bit_exact(run_dir, firmware_dir, x)
+
+
+@pytest.mark.slow
+def test_second_recipe_firmware_is_bit_exact_on_every_real_jet(real_jets, tmp_path) -> None:
+    from trigger.compress import train_and_compress
+    from trigger.config import load_recipe
+    from trigger.hls import emit_hls
+
+    recipe = load_recipe(write_recipe(tmp_path / "second.yaml", real_jets, SECOND))
+    run_dir = train_and_compress(recipe, real_jets, tmp_path / "runs" / "second", verbose=0,
+                                 log=lambda _: None)  # fmt: skip
+    firmware_dir = emit_hls(run_dir, tmp_path / "firmware" / "second")
+    x = all_jets_for(run_dir, real_jets)
+    assert x.shape == (2500, 32, 3)
+    assert_firmware_is_bit_exact(run_dir, firmware_dir, x)
+
+
+@pytest.mark.slow
+def test_run_writes_a_self_contained_report(pipeline) -> None:
+    out = pipeline / "validation" / "demo"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"classification", "observables", "hardware", "gates"}
+    predictors = metrics["classification"]["predictors"]
+    assert set(predictors) == {"teacher", "float", "student", "firmware"}
+    assert predictors["firmware"] == predictors["student"]  # bit-exact: identical metrics
+    assert metrics["classification"]["firmware_student_bit_exact_fraction"] == 1.0
+    for gate in metrics["gates"].values():
+        assert set(gate) == {"value", "limit", "passed"}
+    assert metrics["hardware"]["compressed"]["source"] == "estimate"
+    assert "not a synthesis result" in metrics["hardware"]["compressed"]["method"]
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 6 and 'src="roc.png"' not in html
+    for png in ("roc.png", "efficiency.png", "hardware.png", "observables_W.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_rerun_skips_up_to_date_stages(pipeline) -> None:
+    result = trigger("run", "demo.yaml", cwd=pipeline)
+    assert result.returncode in (0, 1), result.stderr
+    assert "train-and-compress: runs/demo is up to date" in result.stdout
+    assert "emit-hls: firmware/demo is up to date" in result.stdout
+
+
+@pytest.mark.slow
+def test_failing_gate_exits_nonzero_and_names_the_gate(pipeline) -> None:
+    run_dir = pipeline / "runs" / "demo"
+    recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    recipe["validation"]["gates"] = {"max_lut": 1, "max_accuracy_drop": 1.0,
+                                     "max_observable_distance": 1.0,
+                                     "min_bit_exact_fraction": 1.0}  # fmt: skip
+    strict = pipeline / "runs" / "strict"
+    strict.mkdir()
+    for artifact in run_dir.iterdir():
+        if artifact.is_file():
+            (strict / artifact.name).write_bytes(artifact.read_bytes())
+    (strict / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    result = trigger("validate", "runs/strict", "--firmware", "firmware/demo", "--out",
+                     "validation/strict", cwd=pipeline)  # fmt: skip
+    assert result.returncode == 1
+    assert "gate max_lut" in result.stdout and "FAILED" in result.stdout
+    assert result.stderr.strip().splitlines()[-1] == "trigger: validation gates failed: max_lut"
+    gates = json.loads((pipeline / "validation/strict/metrics.json").read_text())["gates"]
+    assert gates["max_lut"]["passed"] is False and gates["min_bit_exact_fraction"]["passed"]
+
+
+def test_validate_without_artifacts_is_a_one_line_error(tmp_path) -> None:
+    result = trigger("validate", "runs/none", "--firmware", "firmware/none", "--out", "v",
+                     cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "runs/none/recipe.yaml" in result.stderr
+    assert not (tmp_path / "v").exists()

@@ -1,0 +1,200 @@
+"""`trigger validate`: teacher, float reference, QKeras student and firmware on the test split."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trigger.config import Recipe, load_recipe
+from trigger.data.loader import JetSample, Preprocessing, load_test_split
+from trigger.errors import TriggerError
+from trigger.io import atomic_path, write_json
+from trigger.validation import hardware as hw
+from trigger.validation import report
+from trigger.validation.gates import evaluate_gates, failed
+from trigger.validation.metrics import (
+    SIGNALS,
+    classification_summary,
+    one_vs_rest_roc,
+    top_class_agreement,
+)
+from trigger.validation.observables import compare_selections, sculpting_curves
+
+FLOAT_REFERENCE_DIR = "float_reference"
+# Width of the float-reference firmware's fixed-point types (see trigger.hls).
+FLOAT_REFERENCE_BITS = 32
+
+
+@dataclass
+class Validation:
+    out_dir: Path
+    metrics: dict[str, Any]
+
+    @property
+    def failed_gates(self) -> list[str]:
+        return failed(self.metrics["gates"])
+
+
+def _require(path: Path, hint: str) -> Path:
+    if not path.exists():
+        msg = f"{path} not found ({hint})"
+        raise TriggerError(msg)
+    return path
+
+
+def predictions(
+    run_dir: Path, firmware_dir: Path, recipe: Recipe, data_path: str | Path
+) -> tuple[dict[str, np.ndarray], JetSample]:
+    """Logits of every predictor on the same test jets, each under its own input contract."""
+    from trigger.hls.emulator import emulate
+    from trigger.taggers import load_model, predict
+
+    contract = Preprocessing.load(_require(run_dir / "preprocess.json", "run train-and-compress"))
+    test = load_test_split(recipe.data, contract, data_path)
+    outputs: dict[str, np.ndarray] = {}
+    if (run_dir / "teacher.h5").is_file():
+        teacher_contract = Preprocessing.load(run_dir / "teacher_preprocess.json")
+        teacher_x = load_test_split(recipe.data, teacher_contract, data_path).x
+        outputs["teacher"] = predict(load_model(run_dir / "teacher.h5"), teacher_x)
+    hint = "run train-and-compress"
+    outputs["float"] = predict(load_model(_require(run_dir / "float.h5", hint)), test.x)
+    outputs["student"] = predict(load_model(_require(run_dir / "student.h5", hint)), test.x)
+    outputs["firmware"] = emulate(_require(firmware_dir, "run emit-hls"), test.x)
+    return outputs, test
+
+
+def _classification(outputs: dict[str, np.ndarray], labels: np.ndarray, recipe: Recipe) -> dict:
+    efficiencies = recipe.validation.signal_efficiencies
+    return {
+        "test_jets": len(labels),
+        "predictors": {
+            name: classification_summary(logits, labels, efficiencies)
+            for name, logits in outputs.items()
+        },
+        "firmware_float_top_class_agreement": top_class_agreement(
+            outputs["firmware"], outputs["float"]
+        ),
+        "firmware_student_top_class_agreement": top_class_agreement(
+            outputs["firmware"], outputs["student"]
+        ),
+        "firmware_student_bit_exact_fraction": float(
+            np.mean(np.all(outputs["firmware"] == outputs["student"], axis=1))
+        ),
+    }
+
+
+def _dense_costs(model: Any, recipe: Recipe, float_bits: int | None) -> list[hw.DenseCost]:
+    """Dense layers with the bit widths the firmware gives them.
+
+    For the student: the recipe's quantizers (a layer's input width is the previous
+    quantizer's). For the float reference: `float_bits` everywhere, half of them fractional.
+    """
+    from trigger.taggers import dense_layers
+
+    q = recipe.quantization
+    previous_bits = q.input.bits
+    costs = []
+    for layer in dense_layers(model):
+        kernel = layer.get_weights()[0]
+        uses = layer.input_shape[1] if len(layer.input_shape) == 3 else 1
+        if float_bits is None:
+            fmt = q.for_layer(layer.name)
+            out_bits = q.output.bits if layer.name == "output_dense" else fmt.activation.bits
+            bits = (fmt.weight.bits, fmt.weight.bits - 1 - fmt.weight.integer, previous_bits)
+        else:
+            out_bits = float_bits
+            bits = (float_bits, float_bits // 2, float_bits)
+        costs.append(hw.DenseCost(layer.name, kernel, *bits, output_bits=out_bits, uses=uses))
+        previous_bits = out_bits
+    return costs
+
+
+def _hardware(run_dir: Path, firmware_dir: Path, recipe: Recipe, n_constituents: int) -> dict:
+    from trigger.taggers import load_model
+
+    figures = {}
+    for key, project, model_file, float_bits in (
+        ("compressed", firmware_dir, "student.h5", None),
+        ("float_reference", firmware_dir / FLOAT_REFERENCE_DIR, "float.h5", FLOAT_REFERENCE_BITS),
+    ):
+        found = hw.from_reports(project)
+        if found is None:
+            costs = _dense_costs(load_model(run_dir / model_file), recipe, float_bits)
+            found = hw.estimate(costs, n_constituents, recipe.firmware.clock_period)
+        figures[key] = found
+    figures["ratio"] = {
+        k: (figures["compressed"][k] / figures["float_reference"][k])
+        if figures["compressed"].get(k) is not None and figures["float_reference"].get(k)
+        else None
+        for k in hw.HARDWARE_KEYS
+    }
+    return figures
+
+
+def _plots(outputs, test: JetSample, metrics: dict, recipe: Recipe, out: Path) -> dict[str, str]:
+    labels = test.labels
+    efficiency = recipe.validation.working_point_efficiency
+    plots = {"roc": "roc.png", "efficiency": "efficiency.png", "hardware": "hardware.png"}
+    report.plot_roc({n: one_vs_rest_roc(o, labels) for n, o in outputs.items()}, out / "roc.png")
+    compared = {k: outputs[k] for k in ("float", "student", "firmware")}
+    for target in SIGNALS:
+        name = f"observables_{target}.png"
+        report.plot_observables(compared, labels, test.observables, target, efficiency, out / name)
+        plots[f"observables_{target}"] = name
+    report.plot_efficiency(metrics["observables"]["efficiency_curves"], out / "efficiency.png")
+    report.plot_hardware(metrics["hardware"], out / "hardware.png")
+    return plots
+
+
+def validate(
+    run_dir: str | Path,
+    firmware_dir: str | Path,
+    out_dir: str | Path,
+    data_path: str | Path | None = None,
+) -> Validation:
+    """Compare the four predictors; write metrics.json, report.md, report.html and PNGs."""
+    run_dir, firmware_dir, out_dir = Path(run_dir), Path(firmware_dir), Path(out_dir)
+    recipe = load_recipe(_require(run_dir / "recipe.yaml", "run train-and-compress"))
+    outputs, test = predictions(run_dir, firmware_dir, recipe, data_path or recipe.data.path)
+    labels = test.labels
+    efficiency = recipe.validation.working_point_efficiency
+    observables = compare_selections(
+        outputs["float"], outputs["firmware"], labels, test.observables, efficiency
+    )
+    compared = {k: outputs[k] for k in ("float", "student", "firmware")}
+    observables["efficiency_curves"] = sculpting_curves(
+        compared, labels, test.observables, efficiency
+    )
+    classification = _classification(outputs, labels, recipe)
+    hardware = _hardware(run_dir, firmware_dir, recipe, test.x.shape[1])
+    accuracy = {k: v["accuracy"] for k, v in classification["predictors"].items()}
+    gates = evaluate_gates(
+        recipe.validation.gates,
+        {
+            "accuracy_drop": accuracy["float"] - accuracy["firmware"],
+            "observable_distance": observables["max_distance"],
+            "bit_exact_fraction": classification["firmware_student_bit_exact_fraction"],
+            "latency_ns": hardware["compressed"].get("latency_ns"),
+            "lut": hardware["compressed"].get("lut"),
+            "dsp": hardware["compressed"].get("dsp"),
+        },
+    )
+    metrics = {
+        "classification": classification,
+        "observables": observables,
+        "hardware": hardware,
+        "gates": gates,
+    }
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        plots = _plots(outputs, test, metrics, recipe, tmp)
+        write_json(tmp / "metrics.json", metrics)
+        markdown = report.render_markdown(metrics, plots, recipe.name)
+        (tmp / "report.md").write_text(markdown)
+        (tmp / "report.html").write_text(report.render_html(markdown, tmp, recipe.name))
+        shutil.copyfile(run_dir / "recipe.yaml", tmp / "recipe.yaml")
+    return Validation(out_dir, metrics)
