@@ -6,18 +6,13 @@ from pathlib import Path
 
 import click
 
+from trigger.cli.options import recipe_overrides
 from trigger.cli.validate import report_gates
 
 
 @click.command()
 @click.argument("recipe_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a recipe field, e.g. --set training.epochs=2 (repeatable).",
-)
+@recipe_overrides
 @click.option(
     "--workers",
     type=click.IntRange(min=1),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from trigger.cli.options import recipe_overrides
 from trigger.config import CLASS_NAMES, load_recipe
 
 
@@ -26,13 +27,7 @@ from trigger.config import CLASS_NAMES, load_recipe
     default=None,
     help="Output directory [default: runs/<recipe name>].",
 )
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a recipe value, e.g. --set training.epochs=5 (repeatable).",
-)
+@recipe_overrides
 def train_and_compress_cmd(
     recipe_path: Path, data_path: Path | None, out_dir: Path | None, overrides: tuple[str, ...]
 ) -> None:

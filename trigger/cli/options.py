@@ -1,0 +1,13 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+import click
+
+recipe_overrides = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe value, e.g. --set training.epochs=5 (repeatable).",
+)
