@@ -177,4 +177,9 @@ def load_model(path: str | Path) -> tf.keras.Model:
 
 def predict(model: tf.keras.Model, x: np.ndarray) -> np.ndarray:
     """Logits for a batch of jets, as the model computes them (float32, no softmax)."""
+    import tensorflow as tf
+
+    # Predicting with several models in one process makes Keras warn about tf.function
+    # retracing: expected here, and noise to users.
+    tf.get_logger().setLevel("ERROR")
     return model.predict(x, batch_size=4096, verbose=0)

@@ -32,8 +32,9 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
+    fig.set_layout_engine("constrained")
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=90)
     _pyplot().close(fig)
     return path
 
@@ -74,7 +75,8 @@ def plot_observables(
     background = labels != t
     for column, obs in enumerate(names):
         values = observables[obs]
-        edges = np.histogram_bin_edges(values, bins=24)
+        # Central 99% of all test jets: a few outliers would squeeze every histogram flat.
+        edges = np.linspace(*np.percentile(values, [0.5, 99.5]), 25)
         counts = {}
         for predictor, logits in predictions.items():
             chosen = selected(logits, labels, t, efficiency) & background
