@@ -120,7 +120,7 @@ def test_second_recipe_firmware_is_bit_exact_on_every_real_jet(real_jets, tmp_pa
                                  log=lambda _: None)  # fmt: skip
     firmware_dir = emit_hls(run_dir, tmp_path / "firmware" / "second")
     x = all_jets_for(run_dir, real_jets)
-    assert x.shape == (2500, 32, 3)
+    assert x.shape == (2500, 32, len(recipe.data.features))
     assert_firmware_is_bit_exact(run_dir, firmware_dir, x)
 
 
