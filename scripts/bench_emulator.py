@@ -2,8 +2,8 @@
 
     .venv/bin/python scripts/bench_emulator.py [--jets 50000] [--threads N] [--hls4ml-predict]
 
-The student is the default recipe's (Deep Sets phi [32, 16], rho [16], N = 16, 3 features,
-8-bit) with random weights: timing does not depend on training.
+The student is models/default.yaml's architecture with random weights: timing does not depend
+on training.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -30,11 +32,11 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from trigger.config import Recipe
+    from trigger.config import load_recipe
     from trigger.hls import Emulator, build_emulator, convert_student
     from trigger.taggers import build_student
 
-    recipe = Recipe()
+    recipe = load_recipe(ROOT / "models" / "default.yaml")
     tf.keras.utils.set_random_seed(0)
     model = build_student(recipe, len(recipe.data.features))
     n, f = model.input_shape[1:]

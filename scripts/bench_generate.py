@@ -34,9 +34,10 @@ def main() -> None:
     settings = GenerationSettings(args.jets, args.seed, shard_size=args.jets)
     plan = shard_plan(settings)
     context = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory() as tmp, futures.ProcessPoolExecutor(
-        args.workers, context
-    ) as pool:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        futures.ProcessPoolExecutor(args.workers, context) as pool,
+    ):
         results = list(pool.map(timed_shard, plan, [settings] * len(plan), [tmp] * len(plan)))
     print(f"{'class':>5} {'jets':>6} {'CPU s':>8} {'jets/CPU-s':>11}")
     total_jets = total_cpu = 0.0
