@@ -8,7 +8,11 @@ WORKERS ?= 2
 
 .PHONY: demo test lint
 
+# The open-source hardware path (emit-hls --rtl) needs Debian's yosys and verilator.
 $(STAMP): pyproject.toml
+	command -v yosys >/dev/null && command -v verilator >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq yosys verilator; } || \
+		{ echo "install yosys and verilator (apt-get install yosys verilator), then rerun"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"

@@ -28,7 +28,15 @@ import click
     is_flag=True,
     help="Also run C synthesis (needs vivado_hls or vitis-run on PATH) -> synthesis.json.",
 )
-def emit_hls_cmd(run_dir: Path, out_dir: Path | None, data_path: Path | None, synth: bool) -> None:
+@click.option(
+    "--rtl",
+    is_flag=True,
+    help="Also write Verilog (da4ml), prove it in Verilator, count resources with Yosys "
+    "-> rtl/hardware.json (needs: apt-get install yosys verilator).",
+)
+def emit_hls_cmd(
+    run_dir: Path, out_dir: Path | None, data_path: Path | None, synth: bool, rtl: bool
+) -> None:
     """Write the HLS project of RUN's student, compile its C++ emulator, prove it exact.
 
     \b
@@ -40,9 +48,10 @@ def emit_hls_cmd(run_dir: Path, out_dir: Path | None, data_path: Path | None, sy
     Examples:
       trigger emit-hls runs/default --out firmware/default
       trigger emit-hls runs/default --data data/demo.h5 --synth
+      trigger emit-hls runs/default --out firmware/default --rtl
     """
     out_dir = out_dir or Path("firmware") / run_dir.name
 
     from trigger.hls import emit_hls  # TensorFlow and hls4ml: imported only when run
 
-    emit_hls(run_dir, out_dir, data_path=data_path, synth=synth, log=click.echo)
+    emit_hls(run_dir, out_dir, data_path=data_path, synth=synth, rtl=rtl, log=click.echo)

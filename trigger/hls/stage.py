@@ -9,6 +9,7 @@ firmware/NAME/ after the stage:
     student.h5, recipe.yaml, preprocess.json   what the project was made from
     float_reference/                the float model as an HLS project with wide fixed types
     synthesis.json                  (after --synth) latency, II and resources from the reports
+    rtl/                            (after --rtl) da4ml Verilog, Verilator check, hardware.json
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ def emit_hls(
     *,
     data_path: str | Path | None = None,
     synth: bool = False,
+    rtl: bool = False,
     log: Any = None,
 ) -> Path:
     """Write the HLS project, compile its emulator, check it on test jets; return `out_dir`."""
@@ -132,6 +134,10 @@ def emit_hls(
     recipe = load_recipe(run_dir / "recipe.yaml")
     if synth:
         synthesis_tool(recipe.firmware)  # fail before an hour of work, not after
+    if rtl:
+        from trigger.rtl import check_tools
+
+        check_tools()
     preprocess = Preprocessing.load(run_dir / "preprocess.json")
     student = load_model(run_dir / "student.h5")
     expected = (preprocess.n_constituents, len(preprocess.features))
@@ -171,6 +177,10 @@ def emit_hls(
         result["data"] = str(data_path or recipe.data.path)
         write_json(tmp / "emulation.json", result)
         del hls_model
+        if rtl:
+            from trigger.rtl import emit_rtl
+
+            emit_rtl(student, tmp / "rtl", recipe.firmware, x, hls_emulated=emulated, log=say)
     say(
         f"emit-hls: {out_dir}: {result['jets']} test jets, bit-exact fraction "
         f"{result['bit_exact_fraction']}, top-class agreement {result['top_class_agreement']}"

@@ -1,0 +1,216 @@
+"""The Verilog does exactly what the QKeras student does, and its figures are well labelled.
+
+A small random-weight student (the sizes keep Verilator and Yosys quick on 2 cores) is traced
+with da4ml, written as pipelined Verilog, simulated in Verilator one jet per clock and counted
+with Yosys. Every output bit is compared with QKeras on a few thousand jets, including exact
+rounding ties and saturating inputs; permuting constituents must not change a bit.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from trigger.config import recipe_from_dict
+from trigger.errors import TriggerError
+
+pytest.importorskip("qkeras")
+pytest.importorskip("da4ml")
+
+MISSING = [tool for tool in ("verilator", "yosys") if shutil.which(tool) is None]
+needs_tools = pytest.mark.skipif(
+    bool(MISSING), reason=f"{', '.join(MISSING)} not on PATH (apt-get install yosys verilator)"
+)
+
+
+def _q(bits: int, integer: int) -> dict[str, int]:
+    return {"bits": bits, "integer": integer}
+
+
+def small_recipe(kind: str = "deepsets", pooling: str = "mean"):
+    tree = {
+        "name": f"rtl_{kind}_{pooling}",
+        "data": {"n_constituents": 8, "path": "unused.h5"},
+        "architecture": {"kind": kind, "phi": [6, 4], "rho": [4], "dense": [6], "pooling": pooling},
+        "quantization": {
+            "input": _q(10, 3),
+            "default": {"weight": _q(6, 0), "bias": _q(6, 0), "activation": _q(6, 2)},
+            "output": _q(12, 5),
+        },
+    }
+    return recipe_from_dict(tree, source=tree["name"])
+
+
+def random_student(recipe, seed: int = 0):
+    from tests.test_hls import random_student as build
+
+    return build(recipe, seed)
+
+
+def jets(model, n_random: int, seed: int = 1) -> np.ndarray:
+    """Random jets across and beyond the input range, exact ties, padded and saturating jets."""
+    from tests.test_hls import edge_cases
+
+    n, f = model.input_shape[1:]
+    fmt = model.get_layer("input_quant").quantizer
+    integer, bits = int(fmt.integer), int(fmt.bits)
+    rng = np.random.default_rng(seed)
+    random = rng.normal(0, 2.0**integer / 2, (n_random, n, f)).astype(np.float32)
+    edges = edge_cases(n, f, integer, bits - 1 - integer, rng)
+    return np.concatenate([random, edges])
+
+
+@dataclass
+class Built:
+    model: Any
+    recipe: Any
+    figures: dict[str, Any]
+    project: Path
+    x: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Built:
+    """Trace, write, verilate, simulate and synthesise the small Deep Sets once."""
+    if MISSING:
+        pytest.skip(f"{', '.join(MISSING)} not on PATH (apt-get install yosys verilator)")
+    from trigger.rtl import emit_rtl
+
+    recipe = small_recipe()
+    model = random_student(recipe)
+    x = jets(model, 3000)
+    project = tmp_path_factory.mktemp("rtl") / "rtl"
+    figures = emit_rtl(model, project, recipe.firmware, x)
+    return Built(model, recipe, figures, project, x)
+
+
+@pytest.mark.slow
+@needs_tools
+def test_verilator_is_bit_exact(built: Built) -> None:
+    """THE test: every output bit of the simulated Verilog equals QKeras, one jet per clock."""
+    from trigger.rtl import quantize_inputs, simulate
+
+    assert len(built.x) >= 3000
+    assert built.figures["bit_exact"]["bit_exact_fraction"] == 1.0
+    # Independently of emit_rtl's bookkeeping: rerun the binary and compare arrays.
+    from da4ml.cmvm.types import Pipeline
+
+    pipe = Pipeline.load(built.project / "model" / "pipeline.json")
+    coding = simulate.PortCoding.of(pipe)
+    binary = built.project / "sim" / "obj_dir" / "Vtb"
+    cycles = built.figures["latency_cycles"]
+    stream = simulate.run(binary, coding, quantize_inputs(built.model, built.x), cycles + 2)
+    expected = built.model.predict(built.x, batch_size=4096, verbose=0)
+    np.testing.assert_array_equal(stream[cycles : cycles + len(built.x)], expected)
+    assert cycles == len(pipe.solutions) > 1  # pipelined: one register per stage
+    assert built.figures["ii"] == 1
+
+
+@pytest.mark.slow
+@needs_tools
+def test_rtl_is_permutation_invariant(built: Built) -> None:
+    from da4ml.cmvm.types import Pipeline
+
+    from trigger.rtl import quantize_inputs, simulate
+
+    rng = np.random.default_rng(7)
+    x = built.x[:1000]
+    shuffled = np.stack([jet[rng.permutation(len(jet))] for jet in x])
+    pipe = Pipeline.load(built.project / "model" / "pipeline.json")
+    coding = simulate.PortCoding.of(pipe)
+    binary = built.project / "sim" / "obj_dir" / "Vtb"
+    cycles = built.figures["latency_cycles"]
+    out = [
+        simulate.run(binary, coding, quantize_inputs(built.model, v), cycles)[cycles:]
+        for v in (x, shuffled)
+    ]
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+@pytest.mark.slow
+@needs_tools
+def test_hardware_json_has_the_documented_keys(built: Built) -> None:
+    from trigger.rtl import SOURCE
+    from trigger.validation.hardware import HARDWARE_KEYS, from_reports
+
+    written = json.loads((built.project / "hardware.json").read_text())
+    assert written["source"] == SOURCE
+    for key in HARDWARE_KEYS:
+        assert isinstance(written[key], int | float), key
+    assert written["latency_ns"] == written["latency_cycles"] * built.recipe.firmware.clock_period
+    tools = written["tools"]
+    assert set(tools) == {"da4ml", "verilator", "yosys"}
+    assert written["lut"] == tools["yosys"]["lut"] > 0
+    assert written["ff"] == tools["yosys"]["ff"] > 0
+    assert written["latency_cycles"] == tools["verilator"]["latency_cycles"]
+    assert tools["da4ml"]["lut_estimate"] > 0
+    assert "not available" in written["float_reference"]
+    # validation reads it from the firmware directory (figures in firmware/NAME/rtl/).
+    found = from_reports(built.project.parent)
+    assert found is not None and found["source"] == SOURCE and found["lut"] == written["lut"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "pooling"), [("deepsets", "mean"), ("deepsets", "max"), ("mlp", "mean")]
+)
+def test_traced_logic_is_bit_exact(kind: str, pooling: str) -> None:
+    """The da4ml netlist itself (its C++ interpreter, no Verilator): all variants, with ties."""
+    from trigger.rtl import quantize_inputs, trace_student
+
+    recipe = small_recipe(kind, pooling)
+    model = random_student(recipe, seed=3)
+    x = jets(model, 1000, seed=4)
+    trace = trace_student(model, recipe.firmware)
+    out = trace.comb.predict(quantize_inputs(model, x).reshape(len(x), -1))
+    np.testing.assert_array_equal(out, model.predict(x, batch_size=4096, verbose=0))
+
+
+def test_round_half_even_matches_qkeras_on_every_code() -> None:
+    """Every value of a wide grid (all ties included) rounds as QKeras rounds it."""
+    from da4ml.trace import FixedVariableArrayInput, comb_trace
+    from qkeras import quantized_bits, quantized_relu
+
+    from trigger.hls.precision import quantizer_format
+    from trigger.rtl.trace import kif, round_half_even
+
+    values = np.arange(-(2**8), 2**8) / 2.0**5  # ap_fixed<9,4>: every code, past every clip
+    for quantizer in (quantized_bits(6, 2, alpha=1), quantized_relu(5, 2), quantized_bits(4, 0)):
+        inp = FixedVariableArrayInput((len(values),))
+        x = inp.quantize(1, 3, 5)
+        comb = comb_trace(inp, round_half_even(x, quantizer_format(quantizer, "q")))
+        got = comb.predict(values[None, :])[0]
+        want = np.asarray(quantizer(values.astype(np.float32)), np.float64)
+        np.testing.assert_array_equal(got, want, err_msg=str(quantizer.get_config()))
+        assert kif(quantizer_format(quantizer, "q"))[0] in (0, 1)
+
+
+def test_missing_tool_is_a_one_line_error(monkeypatch) -> None:
+    from trigger.rtl import check_tools
+
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    with pytest.raises(TriggerError, match=r"apt-get install yosys verilator") as info:
+        check_tools()
+    assert "\n" not in str(info.value)
+
+
+def test_cli_rtl_without_tools_is_one_line(tmp_path: Path) -> None:
+    """`emit-hls --rtl` checks for the tools before any work and says how to install them."""
+    from tests.conftest import write_synthetic_file
+    from tests.test_hls import _make_run, _trigger
+
+    run = tmp_path / "runs" / "toy"
+    _make_run(run, write_synthetic_file(tmp_path / "toy.h5", 100, seed=3))
+    done = _trigger(
+        "emit-hls", str(run), "--out", str(tmp_path / "fw"), "--rtl", path=str(tmp_path)
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "apt-get install yosys verilator" in lines[0]
+    assert not (tmp_path / "fw").exists()

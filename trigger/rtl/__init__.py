@@ -1,0 +1,22 @@
+"""Hardware numbers without Vivado: the student as Verilog, simulated and counted.
+
+Public API (da4ml is imported inside the functions):
+    emit_rtl(model, out_dir, firmware=None, x=None, *, hls_emulated=None, yosys=True, log=None)
+        -> dict (also written to out_dir/hardware.json)
+    trace_student(model, firmware=None) -> Trace   (da4ml combinational logic, exact)
+    check_tools()   one-line TriggerError when verilator or yosys is missing
+"""
+
+from trigger.rtl.stage import SOURCE, check_tools, emit_rtl, latency_cutoff, quantize_inputs
+from trigger.rtl.trace import Trace, round_half_even, trace_student
+
+__all__ = [
+    "SOURCE",
+    "Trace",
+    "check_tools",
+    "emit_rtl",
+    "latency_cutoff",
+    "quantize_inputs",
+    "round_half_even",
+    "trace_student",
+]

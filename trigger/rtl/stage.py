@@ -1,0 +1,181 @@
+"""Student -> pipelined Verilog (da4ml) -> Verilator proof and timing -> Yosys resources.
+
+firmware/NAME/rtl/ after the stage:
+    src/tagger.v, src/tagger_stage*.v, src/tagger_wrapper.v, src/static/   the Verilog
+    model/          da4ml's netlist (comb.json, pipeline.json)
+    sim/            Verilator testbench (tb.cc) and its build
+    synth/          the Yosys script and log
+    hardware.json   latency, II, LUT, FF, DSP, BRAM; each tool's own figures under `tools`
+
+Top-level figures come from the most authoritative open tool: resources from Yosys
+`synth_xilinx`, latency and II measured in the Verilator simulation. da4ml's own estimate is
+kept under `tools.da4ml`.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trigger.config import FirmwareConfig
+from trigger.errors import TriggerError
+from trigger.io import write_json
+from trigger.rtl import simulate, synth
+from trigger.rtl.simulate import TOP, PortCoding
+from trigger.rtl.trace import trace_student
+
+SOURCE = "rtl (Yosys synth_xilinx, Verilator)"
+# da4ml's delay model counts adder levels (HWConfig adder_size=-1: one unit per adder). Its
+# command line pairs a 5 ns clock with a cutoff of 5, i.e. one adder level per ns; we keep
+# that ratio. No place and route runs here, so timing closure at the clock is not verified.
+ADDER_LEVELS_PER_NS = 1.0
+FLOAT_REFERENCE_NOTE = (
+    "not available: the float reference has no quantizers, so there is no exact fixed-point "
+    "network to trace; its hardware figures stay the hls4ml project's (synthesis.json after "
+    "--synth) or the labelled estimate"
+)
+
+
+def latency_cutoff(clock_period: float) -> int:
+    """Adder levels allowed between pipeline registers for a clock period in ns."""
+    return max(1, math.floor(clock_period * ADDER_LEVELS_PER_NS))
+
+
+def _tool_version(command: list[str]) -> str:
+    done = subprocess.run(command, capture_output=True, text=True)
+    return (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 else "?"
+
+
+def quantize_inputs(model: Any, x: np.ndarray) -> np.ndarray:
+    """Jets on the input port's grid: the student's own input quantizer (round half to even)."""
+    quantizer = model.get_layer("input_quant").quantizer
+    return np.asarray(quantizer(np.asarray(x, np.float32)), np.float64)
+
+
+def check_tools() -> None:
+    """One-line TriggerError naming the install command when verilator or yosys is missing."""
+    simulate.require_tool("verilator")
+    simulate.require_tool("yosys")
+
+
+def emit_rtl(
+    model: Any,
+    out_dir: str | Path,
+    firmware: FirmwareConfig | None = None,
+    x: np.ndarray | None = None,
+    *,
+    hls_emulated: np.ndarray | None = None,
+    yosys: bool = True,
+    log: Any = None,
+) -> dict[str, Any]:
+    """Write the student's Verilog to `out_dir`, simulate it on jets `x`, count resources.
+
+    `x` are normalised jets (float); they are put on the input grid by the student's input
+    quantizer. `hls_emulated`, the hls4ml emulator's outputs on the same jets, is compared too.
+    Returns the figures written to `out_dir/hardware.json`.
+    """
+    from da4ml.codegen import VerilogModel
+    from da4ml.trace import to_pipeline
+
+    say = log or (lambda _msg: None)
+    firmware = firmware or FirmwareConfig()
+    out_dir = Path(out_dir)
+    check_tools() if yosys else simulate.require_tool("verilator")
+    if x is None or len(x) == 0:
+        msg = "emit_rtl needs test jets to simulate"
+        raise TriggerError(msg)
+
+    say("rtl: tracing the student with da4ml")
+    trace = trace_student(model, firmware)
+    cutoff = latency_cutoff(firmware.clock_period)
+    pipe = to_pipeline(trace.comb, cutoff, verbose=False)
+    stages = len(pipe.solutions)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    VerilogModel(
+        pipe,
+        TOP,
+        out_dir,
+        part_name=firmware.part,
+        clock_period=firmware.clock_period,
+        latency_cutoff=cutoff,
+    ).write()
+
+    say("rtl: building the Verilator simulation")
+    coding = PortCoding.of(pipe)
+    binary = simulate.build(out_dir, coding)
+    xq = quantize_inputs(model, x)
+    expected = np.asarray(model.predict(x, batch_size=4096, verbose=0), np.float64)
+    stream = simulate.run(binary, coding, xq, extra_cycles=stages + 4)
+    measured = simulate.measure(stream, expected)
+    same = measured.pop("same")
+    cycles = int(measured["latency_cycles"])
+    rtl_out = stream[cycles : cycles + len(x)]
+    exact = bool(same.all())
+    verilator = {
+        "version": _tool_version(["verilator", "--version"]),
+        "jets": len(x),
+        "latency_cycles": cycles,
+        "latency_ns": cycles * firmware.clock_period,
+        "ii": 1 if exact else None,
+        "method": "one jet per clock; latency = cycle offset at which every output equals "
+        "the QKeras student's; all jets right at one jet per clock -> II = 1",
+    }
+    bit_exact: dict[str, Any] = {
+        "jets": len(x),
+        "reference": "QKeras student.h5, Keras float32",
+        "bit_exact_fraction": float(same.mean()),
+        "top_class_agreement": float(np.mean(rtl_out.argmax(-1) == expected.argmax(-1))),
+    }
+    if hls_emulated is not None:
+        hls = np.asarray(hls_emulated, np.float64).reshape(rtl_out.shape)
+        bit_exact["hls_emulator_bit_exact_fraction"] = float(np.all(rtl_out == hls, 1).mean())
+    da4ml = {
+        "version": version("da4ml"),
+        "lut_estimate": float(trace.comb.cost),
+        "adder_depth": float(max(trace.comb.latency)),
+        "latency_cutoff_adder_levels": cutoff,
+        "pipeline_stages": stages,
+        "register_bits": int(pipe.reg_bits),
+        "method": "da4ml cost model: LUTs of the adder graph (distributed arithmetic, "
+        "constant multiplications as shift-adds); register bits of the pipeline",
+    }
+    tools: dict[str, Any] = {"da4ml": da4ml, "verilator": verilator}
+    resources: dict[str, Any] = {"lut": None, "ff": None, "dsp": None, "bram": None}
+    if yosys:
+        say("rtl: counting resources with yosys synth_xilinx")
+        counted = synth.synthesize(out_dir)
+        counted["version"] = _tool_version(["yosys", "-V"])
+        counted["family"] = synth.FAMILY
+        tools["yosys"] = counted
+        resources = {k: counted[k] for k in ("lut", "ff", "dsp", "bram")}
+    figures = {
+        "source": SOURCE if yosys else "rtl (Verilator; resources not counted)",
+        "latency_cycles": cycles,
+        "latency_ns": cycles * firmware.clock_period,
+        "ii": verilator["ii"],
+        **resources,
+        "carry": tools.get("yosys", {}).get("carry"),
+        "clock_period_ns": firmware.clock_period,
+        "part": firmware.part,
+        "bit_exact": bit_exact,
+        "ports": {
+            "input": f"{trace.input_format.hls()} x {trace.input_shape}",
+            "output": f"{trace.output_format.hls()} x {trace.n_outputs}",
+        },
+        "timing": "not verified: no place and route (pipeline cut by da4ml's adder-depth model)",
+        "float_reference": FLOAT_REFERENCE_NOTE,
+        "tools": tools,
+    }
+    write_json(out_dir / "hardware.json", figures)
+    if not exact:
+        msg = (
+            f"{out_dir}: RTL simulation differs from the QKeras student on "
+            f"{int((~same).sum())} of {len(x)} jets: see hardware.json"
+        )
+        raise TriggerError(msg)
+    return figures
