@@ -9,6 +9,7 @@ rounding ties and saturating inputs; permuting constituents must not change a bi
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,9 +86,14 @@ def built(tmp_path_factory) -> Built:
     recipe = small_recipe()
     model = random_student(recipe)
     x = jets(model, 3000)
-    project = tmp_path_factory.mktemp("rtl") / "rtl"
-    figures = emit_rtl(model, project, recipe.firmware, x)
-    return Built(model, recipe, figures, project, x)
+    base = tmp_path_factory.mktemp("rtl")
+    previous = Path.cwd()
+    os.chdir(base)
+    try:  # a relative output directory, as the CLI passes it
+        figures = emit_rtl(model, Path("rtl"), recipe.firmware, x)
+    finally:
+        os.chdir(previous)
+    return Built(model, recipe, figures, base / "rtl", x)
 
 
 @pytest.mark.slow

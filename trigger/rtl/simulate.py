@@ -192,7 +192,7 @@ def run(binary: Path, coding: PortCoding, x: np.ndarray, extra_cycles: int) -> n
     cycles = len(x) + extra_cycles
     (work / "inp.bin").write_bytes(np.ascontiguousarray(codes).tobytes())
     done = subprocess.run(
-        [str(binary), str(len(x)), str(cycles), "inp.bin", "out.bin"],
+        [str(binary.resolve()), str(len(x)), str(cycles), "inp.bin", "out.bin"],
         cwd=work,
         capture_output=True,
         text=True,
