@@ -208,8 +208,10 @@ def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
                 for k in HARDWARE_KEYS]),
         f"Sources: compressed = {h['compressed']['source']}, float reference = "
         f"{h['float_reference']['source']}."
-        + (f" Estimate method: {h['compressed']['method']}." if "method" in h["compressed"]
-           else ""),
+        + (" The two sources differ: read the ratio as indicative only."
+           if h["compressed"]["source"] != h["float_reference"]["source"] else "")
+        + "".join(f" Method of the {k.replace('_', ' ')} estimate: {h[k]['method']}."
+                  for k in ("compressed", "float_reference") if h[k]["source"] == "estimate"),
         f"![hardware]({plots['hardware']})",
     ]  # fmt: skip
     return "\n\n".join(parts) + "\n"
