@@ -9,6 +9,7 @@ that is right for every jet at one jet per clock proves an initiation interval o
 from __future__ import annotations
 
 import re
+import resource
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -185,6 +186,16 @@ def build(rtl_dir: Path, coding: PortCoding, jobs: int = 2) -> Path:
     return binary
 
 
+def _raise_stack_limit() -> None:
+    """Soft stack limit up to the hard one in the simulation process.
+
+    Verilator's model of a larger student (the literature Deep Sets, phi 32x3) overflows the
+    default 8 MB stack and dies with SIGSEGV; with the limit raised it runs and is bit-exact.
+    """
+    _, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    resource.setrlimit(resource.RLIMIT_STACK, (hard, hard))
+
+
 def run(binary: Path, coding: PortCoding, x: np.ndarray, extra_cycles: int) -> np.ndarray:
     """Outputs after every clock edge: (len(x) + extra_cycles, n_out) decoded values."""
     work = binary.parent
@@ -194,6 +205,7 @@ def run(binary: Path, coding: PortCoding, x: np.ndarray, extra_cycles: int) -> n
     done = subprocess.run(
         [str(binary.resolve()), str(len(x)), str(cycles), "inp.bin", "out.bin"],
         cwd=work,
+        preexec_fn=_raise_stack_limit,
         capture_output=True,
         text=True,
     )
