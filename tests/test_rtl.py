@@ -156,7 +156,7 @@ def test_hardware_json_has_the_documented_keys(built: Built) -> None:
     assert written["ff"] == tools["yosys"]["ff"] > 0
     assert written["latency_cycles"] == tools["verilator"]["latency_cycles"]
     assert tools["da4ml"]["lut_estimate"] > 0
-    assert "not available" in written["float_reference"]
+    assert written["model"] == "student"
     # validation reads it from the firmware directory (figures in firmware/NAME/rtl/).
     found = from_reports(built.project.parent)
     assert found is not None and found["source"] == SOURCE and found["lut"] == written["lut"]
@@ -175,6 +175,45 @@ def test_traced_logic_is_bit_exact(kind: str, pooling: str) -> None:
     trace = trace_student(model, recipe.firmware)
     out = trace.comb.predict(quantize_inputs(model, x).reshape(len(x), -1))
     np.testing.assert_array_equal(out, model.predict(x, batch_size=4096, verbose=0))
+
+
+def random_float(recipe, seed: int = 0):
+    """The recipe's float reference (plain Dense/ReLU) with glorot kernels and random biases."""
+    import tensorflow as tf
+
+    from trigger.taggers import build_float
+
+    tf.keras.utils.set_random_seed(seed)
+    model = build_float(recipe, len(recipe.data.features))
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if type(layer).__name__ == "Dense":
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.uniform(-0.5, 0.5, bias.shape).astype("float32")])
+    return model
+
+
+def test_float_reference_estimate_is_labelled_and_read_by_validate(tmp_path: Path) -> None:
+    """da4ml's cost model of the float reference: labelled an estimate, where validate reads it,
+    and (32-bit everything against the student's 6-bit weights) far above the student's."""
+    from trigger.rtl import estimate_float_reference, trace_student
+    from trigger.rtl.stage import FLOAT_REFERENCE_SOURCE
+    from trigger.validation.hardware import HARDWARE_KEYS, from_reports
+
+    recipe = small_recipe()
+    project = tmp_path / "float_reference"
+    figures = estimate_float_reference(random_float(recipe), project / "rtl", recipe.firmware)
+    written = json.loads((project / "rtl" / "hardware.json").read_text())
+    assert written == figures
+    assert written["source"] == FLOAT_REFERENCE_SOURCE and "estimate" in written["source"]
+    assert "ap_fixed<32,16>" in written["method"] and "not simulated" in written["source"]
+    for key in HARDWARE_KEYS:
+        assert isinstance(written[key], int | float), key
+    assert written["latency_cycles"] == written["tools"]["da4ml"]["pipeline_stages"] > 1
+    student_cost = trace_student(random_student(recipe), recipe.firmware).comb.cost
+    assert written["lut"] > 3 * student_cost
+    found = from_reports(project)
+    assert found is not None and found["lut"] == written["lut"]
 
 
 def test_round_half_even_matches_qkeras_on_every_code() -> None:

@@ -160,3 +160,18 @@ def test_hardware_estimate_counts_nonzero_weights_and_labels_itself() -> None:
     assert figures["latency_cycles"] == (1 + 1) + 2
     wide = DenseCost("d", kernel, 16, 10, 16, 16, 1)
     assert estimate([wide], 16, 5.0)["dsp"] == 3
+
+
+def test_report_compares_both_models_through_the_same_cost_model() -> None:
+    """With da4ml figures on both sides the report gives the like-for-like ratio; else nothing."""
+    from trigger.validation.report import _same_cost_model
+
+    def da4ml(lut: float, bits: int, stages: int) -> dict:
+        cost = {"lut_estimate": lut, "register_bits": bits, "pipeline_stages": stages}
+        return {"tools": {"da4ml": cost}}
+
+    line = _same_cost_model(
+        {"compressed": da4ml(100_000, 30_000, 8), "float_reference": da4ml(1_000_000, 300_000, 13)}
+    )
+    assert "LUT 100,000 vs 1,000,000 (0.10x)" in line and "pipeline stages 8 vs 13" in line
+    assert _same_cost_model({"compressed": da4ml(1, 1, 1), "float_reference": {}}) == ""

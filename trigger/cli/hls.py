@@ -31,8 +31,9 @@ import click
 @click.option(
     "--rtl",
     is_flag=True,
-    help="Also write Verilog (da4ml), prove it in Verilator, count resources with Yosys "
-    "-> rtl/hardware.json (needs: apt-get install yosys verilator).",
+    help="Also write the student's Verilog (da4ml), prove it in Verilator, count resources with "
+    "Yosys -> rtl/hardware.json; da4ml's cost model of the float reference -> "
+    "float_reference/rtl/hardware.json (needs: apt-get install yosys verilator).",
 )
 def emit_hls_cmd(
     run_dir: Path, out_dir: Path | None, data_path: Path | None, synth: bool, rtl: bool

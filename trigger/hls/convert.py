@@ -49,7 +49,8 @@ SUPPORTED_LAYERS = (
 )
 _FLOAT_ONLY = {"Dense", "Activation", "ReLU", "Conv1D", "BatchNormalization"}
 # The float reference is converted as-is with one wide type everywhere.
-FLOAT_REFERENCE_PRECISION = "ap_fixed<32,16>"
+FLOAT_REFERENCE_FORMAT = Fixed(32, 16)
+FLOAT_REFERENCE_PRECISION = FLOAT_REFERENCE_FORMAT.hls()
 
 
 @dataclass

@@ -164,9 +164,8 @@ def emit_hls(
         summary["versions"] = _versions()
         write_json(tmp / "conversion.json", summary)
         say("emit-hls: writing the float reference project")
-        convert_float_reference(
-            load_model(run_dir / "float.h5"), tmp / FLOAT_REFERENCE_DIR, recipe.firmware
-        )
+        float_model = load_model(run_dir / "float.h5")
+        convert_float_reference(float_model, tmp / FLOAT_REFERENCE_DIR, recipe.firmware)
 
         emulated = emulate(tmp, x)
         reference = student.predict(x, batch_size=4096, verbose=0)
@@ -178,9 +177,13 @@ def emit_hls(
         write_json(tmp / "emulation.json", result)
         del hls_model
         if rtl:
-            from trigger.rtl import emit_rtl
+            from trigger.rtl import emit_rtl, estimate_float_reference
 
             emit_rtl(student, tmp / "rtl", recipe.firmware, x, hls_emulated=emulated, log=say)
+            say("rtl: da4ml cost model of the float reference")
+            estimate_float_reference(
+                float_model, tmp / FLOAT_REFERENCE_DIR / "rtl", recipe.firmware
+            )
     say(
         f"emit-hls: {out_dir}: {result['jets']} test jets, bit-exact fraction "
         f"{result['bit_exact_fraction']}, top-class agreement {result['top_class_agreement']}"

@@ -3,20 +3,32 @@
 Public API (da4ml is imported inside the functions):
     emit_rtl(model, out_dir, firmware=None, x=None, *, hls_emulated=None, yosys=True, log=None)
         -> dict (also written to out_dir/hardware.json)
+    estimate_float_reference(model, out_dir, firmware=None) -> dict
+        da4ml's cost model of the float reference at its HLS precision (labelled an estimate)
     trace_student(model, firmware=None) -> Trace   (da4ml combinational logic, exact)
+    trace_float_reference(model, fmt) -> Trace
     check_tools()   one-line TriggerError when verilator or yosys is missing
 """
 
-from trigger.rtl.stage import SOURCE, check_tools, emit_rtl, latency_cutoff, quantize_inputs
-from trigger.rtl.trace import Trace, round_half_even, trace_student
+from trigger.rtl.stage import (
+    SOURCE,
+    check_tools,
+    emit_rtl,
+    estimate_float_reference,
+    latency_cutoff,
+    quantize_inputs,
+)
+from trigger.rtl.trace import Trace, round_half_even, trace_float_reference, trace_student
 
 __all__ = [
     "SOURCE",
     "Trace",
     "check_tools",
     "emit_rtl",
+    "estimate_float_reference",
     "latency_cutoff",
     "quantize_inputs",
     "round_half_even",
+    "trace_float_reference",
     "trace_student",
 ]

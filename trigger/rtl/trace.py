@@ -23,6 +23,8 @@ from trigger.config import FirmwareConfig
 from trigger.errors import TriggerError
 from trigger.hls.precision import Fixed
 
+POOLING = ("GlobalAveragePooling1D", "GlobalMaxPooling1D")
+
 
 @dataclass
 class Trace:
@@ -104,12 +106,24 @@ def _matmul(x: Any, kernel: np.ndarray) -> Any:
     return FixedVariableArray(np.array(out, dtype=object).reshape(shape), x.solver_options)
 
 
-def _dense(x: Any, lp: Any) -> Any:
-    kernel, *rest = lp.layer.get_weights()
-    y = _matmul(x, np.asarray(kernel, np.float64))
-    if rest:
-        y = y + np.asarray(rest[0], np.float64)
-    return y
+def _dense(x: Any, weights: list[np.ndarray]) -> Any:
+    kernel, *rest = (np.asarray(w, np.float64) for w in weights)
+    y = _matmul(x, kernel)
+    return y + rest[0] if rest else y
+
+
+def _pool(x: Any, kind: str) -> Any:
+    if kind == "GlobalAveragePooling1D":
+        n = x.shape[0]
+        return np.sum(x, axis=0) * 2.0 ** -(n.bit_length() - 1)  # n a power of two: a shift
+    return np.max(x, axis=0)
+
+
+def on_grid(values: np.ndarray, fmt: Fixed) -> np.ndarray:
+    """Values rounded half to even onto `fmt`'s grid and saturated to its range."""
+    lsb = float(fmt.lsb)
+    low, high = float(fmt.min / fmt.lsb), float(fmt.max / fmt.lsb)
+    return np.clip(np.round(np.asarray(values, np.float64) / lsb), low, high) * lsb
 
 
 def trace_student(model: Any, firmware: FirmwareConfig | None = None) -> Trace:
@@ -127,14 +141,11 @@ def trace_student(model: Any, firmware: FirmwareConfig | None = None) -> Trace:
     names = []
     for lp in plan.layers[1:]:
         if lp.kind == "QDense":
-            x = _dense(x, lp)
+            x = _dense(x, lp.layer.get_weights())
         elif lp.kind == "QActivation":
             x = round_half_even(x, lp.result)
-        elif lp.kind == "GlobalAveragePooling1D":
-            n = x.shape[0]
-            x = np.sum(x, axis=0) * 2.0 ** -(n.bit_length() - 1)  # n a power of two: a shift
-        elif lp.kind == "GlobalMaxPooling1D":
-            x = np.max(x, axis=0)
+        elif lp.kind in POOLING:
+            x = _pool(x, lp.kind)
         elif lp.kind == "Flatten":
             x = x.reshape(-1)
         else:  # check_contract already refused anything else
@@ -143,3 +154,36 @@ def trace_student(model: Any, firmware: FirmwareConfig | None = None) -> Trace:
         names.append(lp.name)
     comb = comb_trace(inp, x)
     return Trace(comb, in_fmt, plan.layers[-1].result, input_shape, int(x.size), names)
+
+
+def trace_float_reference(model: Any, fmt: Fixed) -> Trace:
+    """The float model at one fixed-point format, as da4ml combinational logic.
+
+    The hls4ml float-reference project uses one wide type everywhere; this is the same network
+    in da4ml with that type: weights, biases and the input rounded half to even onto `fmt`'s
+    grid, every sum exact, and every layer output (dense, pooling) rounded half to even and
+    saturated to `fmt`. ReLU keeps values on the grid. There are no quantizers to follow, so
+    this is a definition of the float reference in fixed point, not a bit-exact twin of Keras.
+    """
+    from da4ml.trace import FixedVariableArrayInput, comb_trace
+
+    input_shape = tuple(int(d) for d in model.input_shape[1:])
+    inp = FixedVariableArrayInput(input_shape)
+    x = inp.quantize(*kif(fmt))
+    names = []
+    for layer in model.layers[1:]:
+        kind = type(layer).__name__
+        if kind == "Dense":
+            x = round_half_even(_dense(x, [on_grid(w, fmt) for w in layer.get_weights()]), fmt)
+        elif kind == "Activation" and layer.get_config()["activation"] in ("relu", "linear"):
+            x = x.relu() if layer.get_config()["activation"] == "relu" else x
+        elif kind in POOLING:
+            x = round_half_even(_pool(x, kind), fmt)
+        elif kind == "Flatten":
+            x = x.reshape(-1)
+        else:
+            msg = f"float reference RTL: layer '{layer.name}' ({kind}) has no RTL rule"
+            raise TriggerError(msg)
+        names.append(layer.name)
+    comb = comb_trace(inp, x)
+    return Trace(comb, fmt, fmt, input_shape, int(x.size), names)

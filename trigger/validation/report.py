@@ -162,6 +162,20 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def _same_cost_model(hardware: dict) -> str:
+    """Both models through da4ml's cost model, when both have it: the like-for-like ratio."""
+    costs = [hardware[k].get("tools", {}).get("da4ml") for k in ("compressed", "float_reference")]
+    if not all(costs):
+        return ""
+    (c, f) = costs
+    return (
+        f" Like for like, da4ml's cost model (an estimate) for both: LUT {c['lut_estimate']:,.0f} "
+        f"vs {f['lut_estimate']:,.0f} ({c['lut_estimate'] / f['lut_estimate']:.2f}x), register "
+        f"bits {c['register_bits']:,} vs {f['register_bits']:,}, pipeline stages "
+        f"{c['pipeline_stages']} vs {f['pipeline_stages']}."
+    )
+
+
 def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
     c, o, h, g = (metrics[k] for k in ("classification", "observables", "hardware", "gates"))
     predictors = list(c["predictors"])
@@ -210,8 +224,9 @@ def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
         f"{h['float_reference']['source']}."
         + (" The two sources differ: read the ratio as indicative only."
            if h["compressed"]["source"] != h["float_reference"]["source"] else "")
-        + "".join(f" Method of the {k.replace('_', ' ')} estimate: {h[k]['method']}."
-                  for k in ("compressed", "float_reference") if h[k]["source"] == "estimate"),
+        + "".join(f" Method of the {k.replace('_', ' ')} figures: {h[k]['method']}."
+                  for k in ("compressed", "float_reference") if h[k].get("method"))
+        + _same_cost_model(h),
         f"![hardware]({plots['hardware']})",
     ]  # fmt: skip
     return "\n\n".join(parts) + "\n"
