@@ -33,7 +33,7 @@ from trigger import taggers
 from trigger.config import CLASS_NAMES, Recipe, save_recipe
 from trigger.data.loader import Dataset, JetSample, load_dataset
 from trigger.errors import TriggerError
-from trigger.io import atomic_path, write_json
+from trigger.io import Log, atomic_path, write_json
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -56,8 +56,6 @@ N_CLASSES = len(CLASS_NAMES)
 # directly, so zeroing half of it costs accuracy for almost no saving. `sparsity` in
 # metrics.json is measured over exactly these kernels.
 PRUNED_LAYER_PREFIXES = ("phi_", "rho_", "dense_")
-
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)

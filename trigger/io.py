@@ -1,4 +1,4 @@
-"""Atomic artifact writing: a reader never sees a half-written file."""
+"""Atomic artifact writing (a reader never sees a half-written file) and the log callback type."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+# What stages take to report progress, one line per call (the CLI passes click.echo).
+Log = Callable[[str], None]
 
 
 @contextlib.contextmanager

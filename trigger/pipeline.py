@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from trigger.config import GenerationConfig, Recipe
+from trigger.io import Log
 from trigger.validation.stage import Validation
 
 STAMP = ".stage.json"
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
