@@ -216,6 +216,39 @@ def test_float_reference_estimate_is_labelled_and_read_by_validate(tmp_path: Pat
     assert found is not None and found["lut"] == written["lut"]
 
 
+@pytest.mark.slow
+@needs_tools
+def test_emit_hls_rtl_gives_validate_both_models(tmp_path: Path) -> None:
+    """`emit-hls --rtl` end to end: student measured, float reference costed, both where
+    validate looks for them, and the Verilog equal to the hls4ml emulator."""
+    from tests.conftest import write_synthetic_file
+    from tests.test_hls import _save
+    from trigger.config import save_recipe
+    from trigger.data.loader import load_dataset
+    from trigger.hls import emit_hls
+    from trigger.hls.stage import FLOAT_REFERENCE_DIR
+    from trigger.rtl import SOURCE
+    from trigger.rtl.stage import FLOAT_REFERENCE_SOURCE
+    from trigger.validation.hardware import from_reports
+
+    recipe = small_recipe()
+    data = write_synthetic_file(tmp_path / "toy.h5", 200, seed=3)
+    recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"path": str(data)})})
+    run = tmp_path / "runs" / "toy"
+    run.mkdir(parents=True)
+    _save(random_student(recipe), run / "student.h5")
+    _save(random_float(recipe), run / "float.h5")
+    save_recipe(recipe, run / "recipe.yaml")
+    load_dataset(recipe.data).preprocessing.save(run / "preprocess.json")
+    out = emit_hls(run, tmp_path / "firmware" / "toy", rtl=True)
+    student, reference = from_reports(out), from_reports(out / FLOAT_REFERENCE_DIR)
+    assert student is not None and reference is not None
+    assert student["source"] == SOURCE and student["model"] == "student"
+    assert student["bit_exact"]["bit_exact_fraction"] == 1.0
+    assert student["bit_exact"]["hls_emulator_bit_exact_fraction"] == 1.0
+    assert reference["source"] == FLOAT_REFERENCE_SOURCE and reference["lut"] > student["lut"]
+
+
 def test_round_half_even_matches_qkeras_on_every_code() -> None:
     """Every value of a wide grid (all ties included) rounds as QKeras rounds it."""
     from da4ml.trace import FixedVariableArrayInput, comb_trace
