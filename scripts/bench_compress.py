@@ -28,6 +28,33 @@ def _bits(recipe) -> str:
     return " ".join(f"{k}{f.bits},{f.integer}" for k, f in parts.items())
 
 
+def seed_spread(recipe, no_distill, data, logits, seeds, first):
+    """Accuracy of the student with and without distillation for each training seed."""
+    import numpy as np
+    from rich.table import Table
+
+    from trigger import compress
+
+    def accuracy(r, seed, teacher_logits):
+        r = r.model_copy(update={"training": r.training.model_copy(update={"seed": seed})})
+        model = compress.train_student(r, data, teacher_logits, 0).model
+        return compress.evaluate(model, data.test)["accuracy"]
+
+    results = [first]
+    for seed in seeds:
+        print(f"seed {seed}: training both students")
+        results.append((seed, accuracy(no_distill, seed, None), accuracy(recipe, seed, logits)))
+    table = Table(title="student accuracy by training seed")
+    for column in ("seed", "no distillation", "distilled", "distilled - no distillation"):
+        table.add_column(column, justify="right")
+    for seed, plain, distilled in results:
+        table.add_row(str(seed), f"{plain:.4f}", f"{distilled:.4f}", f"{distilled - plain:+.4f}")
+    values = np.array([r[1:] for r in results])
+    spread = [*values.T, values[:, 1] - values[:, 0]]
+    table.add_row("mean +- std", *(f"{v.mean():.4f} +- {v.std(ddof=1):.4f}" for v in spread))
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="jet file in the hls4ml layout")
@@ -37,6 +64,13 @@ def main() -> None:
     parser.add_argument("--literature", type=Path, default=ROOT / "models/literature_deepsets.yaml")
     parser.add_argument("--work", type=Path, default=None, help="teacher cache directory parent")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also train both students with these training seeds: the seed-to-seed spread",
+    )
     args = parser.parse_args()
 
     from rich.console import Console
@@ -108,6 +142,9 @@ def main() -> None:
         row = [name, f"{m['accuracy']:.4f}", *aucs, str(m["parameters"]), nonzero, sparsity]
         table.add_row(*row, bits, duration)
     Console(width=160).print(table)
+    if args.seeds:
+        first = (recipe.training.seed, rows[2][1]["accuracy"], rows[3][1]["accuracy"])
+        Console(width=160).print(seed_spread(recipe, no_distill, data, logits, args.seeds, first))
     print(f"total {time.perf_counter() - start:.0f} s; teacher cache in {work / '.teachers'}")
 
 
