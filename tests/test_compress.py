@@ -151,6 +151,14 @@ def test_teacher_is_cached_and_reused(default_run):
     assert lines == [f"reusing teacher {folder}"]
     assert teacher.input_shape[1] == recipe.distillation.teacher.n_constituents
     assert data.train.x.shape[1] == recipe.distillation.teacher.n_constituents
+    # The teacher depends only on the data it sees: a student over 8 constituents shares it.
+    other_student = load_recipe(out / "recipe.yaml", ["data.n_constituents=8"])
+    assert (
+        compress.cached_teacher(
+            other_student, Path(recipe.data.path), out.parent / ".teachers", lines.append
+        )[2]
+        == folder
+    )
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trigger import taggers
-from trigger.config import CLASS_NAMES, Recipe, save_recipe
+from trigger.config import CLASS_NAMES, DataConfig, Recipe, save_recipe
 from trigger.data.loader import Dataset, JetSample, load_dataset
 from trigger.errors import TriggerError
 from trigger.io import Log, atomic_path, write_json
@@ -351,10 +351,17 @@ def train_student(
     return Trained(model, history)
 
 
+def _teacher_data_config(recipe: Recipe) -> DataConfig:
+    n = recipe.distillation.teacher.n_constituents
+    return recipe.data.model_copy(update={"n_constituents": n})
+
+
 def _teacher_key(recipe: Recipe, data_path: Path) -> str:
+    # Keyed on the data the teacher sees: students over other constituent counts share it.
     stat = data_path.stat()
+    data = _teacher_data_config(recipe).model_dump(mode="json")
     payload = {
-        "data": recipe.model_dump(mode="json")["data"] | {"path": str(data_path.resolve())},
+        "data": data | {"path": str(data_path.resolve())},
         "teacher": recipe.distillation.teacher.model_dump(mode="json"),
         "file": [stat.st_size, stat.st_mtime_ns],
     }
@@ -362,8 +369,7 @@ def _teacher_key(recipe: Recipe, data_path: Path) -> str:
 
 
 def _teacher_data(recipe: Recipe, data_path: Path) -> Dataset:
-    n = recipe.distillation.teacher.n_constituents
-    return load_dataset(recipe.data.model_copy(update={"n_constituents": n}), data_path)
+    return load_dataset(_teacher_data_config(recipe), data_path)
 
 
 def cached_teacher(
