@@ -6,6 +6,7 @@ RUN defaults to runs/default; pass e.g. a literature Deep Sets run (phi [32, 32,
 as a second argument. For each run: accuracy from RUN/metrics.json (the student's), latency
 (Verilator, one jet per clock, bit-exact against QKeras on `--jets` test jets), LUT/FF/DSP from
 Yosys synth_xilinx and da4ml's own LUT estimate. Writes OUT/NAME/rtl/ and OUT/bench_rtl.json.
+`--estimate-only` prints da4ml's cost model alone, in seconds per run, to screen designs.
 """
 
 from __future__ import annotations
@@ -60,25 +61,71 @@ def bench(run_dir: Path, out_dir: Path, jets: int) -> dict:
     }
 
 
+def estimate(run_dir: Path) -> dict:
+    """da4ml's cost model only: seconds per run instead of Yosys' minutes, for screening."""
+    from da4ml.trace import to_pipeline
+
+    from trigger.config import load_recipe
+    from trigger.rtl import latency_cutoff, trace_student
+    from trigger.taggers import load_model
+
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    trace = trace_student(load_model(run_dir / "student.h5"), recipe.firmware)
+    pipe = to_pipeline(trace.comb, latency_cutoff(recipe.firmware.clock_period), verbose=False)
+    stages = len(pipe.solutions)
+    return {
+        "run": str(run_dir),
+        "accuracy": metrics["student"]["accuracy"],
+        "latency_cycles": stages,
+        "latency_ns": stages * recipe.firmware.clock_period,
+        "register_bits": int(pipe.reg_bits),
+        "da4ml_lut_estimate": float(trace.comb.cost),
+        "source": "da4ml cost model (estimate; no simulation, no synthesis)",
+    }
+
+
+def print_table(rows: list[dict], columns: dict[str, str]) -> None:
+    """One line per run; `columns` maps each header to the format of its cell."""
+    header = " | ".join(["run", "accuracy", *columns])
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        cells = [Path(r["run"]).name, f"{r['accuracy']:.4f}"]
+        print(" | ".join(cells + [cell.format(**r) for cell in columns.values()]))
+
+
+ESTIMATE_COLUMNS = {
+    "stages / ns": "{latency_cycles} / {latency_ns:g}",
+    "register bits": "{register_bits}",
+    "LUT (da4ml est.)": "{da4ml_lut_estimate:.0f}",
+}
+RTL_COLUMNS = {
+    "latency (cycles / ns)": "{latency_cycles} / {latency_ns:g}",
+    "LUT (Yosys)": "{lut}",
+    "FF": "{ff}",
+    "DSP": "{dsp}",
+    "LUT (da4ml est.)": "{da4ml_lut_estimate:.0f}",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", type=Path, default=[ROOT / "runs" / "default"])
     parser.add_argument("--jets", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=ROOT / "firmware" / "bench_rtl")
+    parser.add_argument(
+        "--estimate-only", action="store_true", help="da4ml cost model only: no Verilator, no Yosys"
+    )
     args = parser.parse_args()
 
+    if args.estimate_only:
+        print_table([estimate(run) for run in args.runs], ESTIMATE_COLUMNS)
+        return
     rows = [bench(run, args.out, args.jets) for run in args.runs]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_rtl.json").write_text(json.dumps(rows, indent=2) + "\n")
-    header = "run | accuracy | latency (cycles / ns) | LUT (Yosys) | FF | DSP | LUT (da4ml est.)"
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(
-            f"{Path(r['run']).name} | {r['accuracy']:.4f} | {r['latency_cycles']} / "
-            f"{r['latency_ns']:g} | {r['lut']} | {r['ff']} | {r['dsp']} | "
-            f"{r['da4ml_lut_estimate']:.0f}"
-        )
+    print_table(rows, RTL_COLUMNS)
     print(f"source: {rows[0]['source'] if rows else '-'}; written {args.out / 'bench_rtl.json'}")
 
 
