@@ -63,24 +63,21 @@ def bench(run_dir: Path, out_dir: Path, jets: int) -> dict:
 
 def estimate(run_dir: Path) -> dict:
     """da4ml's cost model only: seconds per run instead of Yosys' minutes, for screening."""
-    from da4ml.trace import to_pipeline
-
     from trigger.config import load_recipe
-    from trigger.rtl import latency_cutoff, trace_student
+    from trigger.rtl import cost_model, trace_student
     from trigger.taggers import load_model
 
     recipe = load_recipe(run_dir / "recipe.yaml")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    trace = trace_student(load_model(run_dir / "student.h5"), recipe.firmware)
-    pipe = to_pipeline(trace.comb, latency_cutoff(recipe.firmware.clock_period), verbose=False)
-    stages = len(pipe.solutions)
+    clock = recipe.firmware.clock_period
+    _, da4ml = cost_model(trace_student(load_model(run_dir / "student.h5"), recipe.firmware), clock)
     return {
         "run": str(run_dir),
         "accuracy": metrics["student"]["accuracy"],
-        "latency_cycles": stages,
-        "latency_ns": stages * recipe.firmware.clock_period,
-        "register_bits": int(pipe.reg_bits),
-        "da4ml_lut_estimate": float(trace.comb.cost),
+        "latency_cycles": da4ml["pipeline_stages"],
+        "latency_ns": da4ml["pipeline_stages"] * clock,
+        "register_bits": da4ml["register_bits"],
+        "da4ml_lut_estimate": da4ml["lut_estimate"],
         "source": "da4ml cost model (estimate; no simulation, no synthesis)",
     }
 

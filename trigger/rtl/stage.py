@@ -28,7 +28,7 @@ from trigger.hls.convert import FLOAT_REFERENCE_FORMAT
 from trigger.io import write_json
 from trigger.rtl import simulate, synth
 from trigger.rtl.simulate import TOP, PortCoding
-from trigger.rtl.trace import trace_float_reference, trace_student
+from trigger.rtl.trace import Trace, trace_float_reference, trace_student
 
 SOURCE = "rtl (Yosys synth_xilinx, Verilator)"
 # da4ml's delay model counts adder levels (HWConfig adder_size=-1: one unit per adder). Its
@@ -52,6 +52,22 @@ FLOAT_REFERENCE_METHOD = (
 def latency_cutoff(clock_period: float) -> int:
     """Adder levels allowed between pipeline registers for a clock period in ns."""
     return max(1, math.floor(clock_period * ADDER_LEVELS_PER_NS))
+
+
+def cost_model(trace: Trace, clock_period: float) -> tuple[Any, dict[str, Any]]:
+    """da4ml's pipeline of `trace` cut for the clock, and the figures of its cost model."""
+    from da4ml.trace import to_pipeline
+
+    cutoff = latency_cutoff(clock_period)
+    pipe = to_pipeline(trace.comb, cutoff, verbose=False)
+    return pipe, {
+        "version": version("da4ml"),
+        "lut_estimate": float(trace.comb.cost),
+        "adder_depth": float(max(trace.comb.latency)),
+        "latency_cutoff_adder_levels": cutoff,
+        "pipeline_stages": len(pipe.solutions),
+        "register_bits": int(pipe.reg_bits),
+    }
 
 
 def _tool_version(command: list[str]) -> str:
@@ -88,7 +104,6 @@ def emit_rtl(
     Returns the figures written to `out_dir/hardware.json`.
     """
     from da4ml.codegen import VerilogModel
-    from da4ml.trace import to_pipeline
 
     say = log or (lambda _msg: None)
     firmware = firmware or FirmwareConfig()
@@ -100,9 +115,8 @@ def emit_rtl(
 
     say("rtl: tracing the student with da4ml")
     trace = trace_student(model, firmware)
-    cutoff = latency_cutoff(firmware.clock_period)
-    pipe = to_pipeline(trace.comb, cutoff, verbose=False)
-    stages = len(pipe.solutions)
+    pipe, da4ml = cost_model(trace, firmware.clock_period)
+    stages = da4ml["pipeline_stages"]
     out_dir.mkdir(parents=True, exist_ok=True)
     VerilogModel(
         pipe,
@@ -110,7 +124,7 @@ def emit_rtl(
         out_dir,
         part_name=firmware.part,
         clock_period=firmware.clock_period,
-        latency_cutoff=cutoff,
+        latency_cutoff=da4ml["latency_cutoff_adder_levels"],
     ).write()
 
     say("rtl: building the Verilator simulation")
@@ -142,16 +156,10 @@ def emit_rtl(
     if hls_emulated is not None:
         hls = np.asarray(hls_emulated, np.float64).reshape(rtl_out.shape)
         bit_exact["hls_emulator_bit_exact_fraction"] = float(np.all(rtl_out == hls, 1).mean())
-    da4ml = {
-        "version": version("da4ml"),
-        "lut_estimate": float(trace.comb.cost),
-        "adder_depth": float(max(trace.comb.latency)),
-        "latency_cutoff_adder_levels": cutoff,
-        "pipeline_stages": stages,
-        "register_bits": int(pipe.reg_bits),
-        "method": "da4ml cost model: LUTs of the adder graph (distributed arithmetic, "
-        "constant multiplications as shift-adds); register bits of the pipeline",
-    }
+    da4ml["method"] = (
+        "da4ml cost model: LUTs of the adder graph (distributed arithmetic, "
+        "constant multiplications as shift-adds); register bits of the pipeline"
+    )
     tools: dict[str, Any] = {"da4ml": da4ml, "verilator": verilator}
     resources: dict[str, Any] = {"lut": None, "ff": None, "dsp": None, "bram": None}
     if yosys:
@@ -197,14 +205,10 @@ def estimate_float_reference(
     Labelled an estimate (see FLOAT_REFERENCE_METHOD): the same cost model as the student's
     `tools.da4ml` figures, so the two can be compared like for like.
     """
-    from da4ml.trace import to_pipeline
-
     firmware = firmware or FirmwareConfig()
     fmt = FLOAT_REFERENCE_FORMAT
-    trace = trace_float_reference(model, fmt)
-    cutoff = latency_cutoff(firmware.clock_period)
-    pipe = to_pipeline(trace.comb, cutoff, verbose=False)
-    stages = len(pipe.solutions)
+    _, da4ml = cost_model(trace_float_reference(model, fmt), firmware.clock_period)
+    stages = da4ml["pipeline_stages"]
     figures = {
         "source": FLOAT_REFERENCE_SOURCE,
         "method": FLOAT_REFERENCE_METHOD.format(fmt=fmt.hls()),
@@ -212,22 +216,13 @@ def estimate_float_reference(
         "latency_cycles": stages,
         "latency_ns": stages * firmware.clock_period,
         "ii": 1,
-        "lut": round(float(trace.comb.cost)),
-        "ff": int(pipe.reg_bits),
+        "lut": round(da4ml["lut_estimate"]),
+        "ff": da4ml["register_bits"],
         "dsp": 0,
         "bram": 0,
         "clock_period_ns": firmware.clock_period,
         "part": firmware.part,
-        "tools": {
-            "da4ml": {
-                "version": version("da4ml"),
-                "lut_estimate": float(trace.comb.cost),
-                "adder_depth": float(max(trace.comb.latency)),
-                "latency_cutoff_adder_levels": cutoff,
-                "pipeline_stages": stages,
-                "register_bits": int(pipe.reg_bits),
-            }
-        },
+        "tools": {"da4ml": da4ml},
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
