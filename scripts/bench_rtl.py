@@ -115,6 +115,9 @@ def main() -> None:
         "--estimate-only", action="store_true", help="da4ml cost model only: no Verilator, no Yosys"
     )
     args = parser.parse_args()
+    for run in args.runs:
+        if not (run / "student.h5").is_file():
+            parser.error(f"{run}: no student.h5 (train it with trigger train-and-compress)")
 
     if args.estimate_only:
         print_table([estimate(run) for run in args.runs], ESTIMATE_COLUMNS)
