@@ -4,9 +4,9 @@ Public API (da4ml is imported inside the functions):
     emit_rtl(model, out_dir, firmware=None, x=None, *, hls_emulated=None, yosys=True, log=None)
         -> dict (also written to out_dir/hardware.json)
     estimate_float_reference(model, out_dir, firmware=None) -> dict
+        da4ml's cost model of the float reference at its HLS precision (labelled an estimate)
     cost_model(trace, clock_period) -> (pipeline, dict)
         da4ml's pipeline cut for the clock and its cost-model figures (LUTs, stages, registers)
-        da4ml's cost model of the float reference at its HLS precision (labelled an estimate)
     trace_student(model, firmware=None) -> Trace   (da4ml combinational logic, exact)
     trace_float_reference(model, fmt) -> Trace
     check_tools()   one-line TriggerError when verilator or yosys is missing
