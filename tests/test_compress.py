@@ -45,7 +45,8 @@ FAST = (
     "distillation.teacher.epochs=6",
     "distillation.teacher.batch_size=64",
     "distillation.teacher.learning_rate=0.01",
-    "distillation.teacher.architecture.phi=[32, 32]",
+    "distillation.teacher.architecture.embed=16",
+    "distillation.teacher.architecture.blocks=1",
     "distillation.teacher.architecture.rho=[32]",
 )
 
@@ -115,7 +116,8 @@ def test_student_weights_lie_on_their_quantizer_grids(default_run):
             np.testing.assert_array_equal(k, np.round(k))
             assert k.min() >= -(2 ** (fmt.bits - 1)) and k.max() <= 2 ** (fmt.bits - 1) - 1
             checked += 1
-    assert checked == 2 * 4  # phi_0, phi_1, rho_0, output_dense
+    a = recipe.architecture
+    assert checked == 2 * (len(a.phi) + len(a.rho) + 1)  # kernel and bias, + output_dense
 
 
 @pytest.mark.slow

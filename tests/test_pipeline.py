@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = {
     "training": {"epochs": 6, "batch_size": 128, "learning_rate": 0.01, "patience": 3},
     "distillation": {"teacher": {"epochs": 4, "batch_size": 128, "learning_rate": 0.01,
-                                 "architecture": {"phi": [32, 32], "rho": [32]}}},
+                                 "architecture": {"embed": 16, "blocks": 1, "rho": [32]}}},
 }  # fmt: skip
 SECOND = {  # another N, other widths, other bit widths
     "data": {"n_constituents": 32},

@@ -109,6 +109,32 @@ def test_teacher_reads_its_own_constituent_count():
     assert not any(type(layer).__module__.startswith("qkeras") for layer in teacher.layers)
 
 
+def test_transformer_teacher_is_permutation_invariant_and_round_trips(tmp_path):
+    recipe = recipe_from_dict(
+        {"distillation": {"teacher": {"architecture": {"kind": "transformer", "embed": 8}}}}
+    )
+    teacher = taggers.build_teacher(recipe, N_FEATURES)
+    assert any(isinstance(layer, tf.keras.layers.MultiHeadAttention) for layer in teacher.layers)
+    rng = np.random.default_rng(3)
+    x, multiplicity = _jets_with_padding(32, 32, rng)
+    permuted = x.copy()
+    for i, m in enumerate(multiplicity):
+        permuted[i, :m] = x[i, rng.permutation(m)]
+    out = teacher.predict(x, verbose=0)
+    # Float attention sums in a different order after a permutation: equal to rounding.
+    np.testing.assert_allclose(teacher.predict(permuted, verbose=0), out, rtol=1e-4, atol=1e-5)
+    from trigger.compress import _save_h5
+
+    _save_h5(teacher, tmp_path / "teacher.h5")
+    loaded = taggers.load_model(tmp_path / "teacher.h5")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), out)
+
+
+def test_transformer_student_is_rejected():
+    with pytest.raises(TriggerError, match=r"architecture: .*teachers only"):
+        recipe_from_dict({"architecture": {"kind": "transformer"}})
+
+
 def _jets_with_padding(
     n_jets: int, n: int, rng: np.random.Generator, features: int = N_FEATURES
 ) -> tuple[np.ndarray, list]:

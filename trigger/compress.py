@@ -2,7 +2,7 @@
 
 `train_and_compress(recipe, data_path, out_dir)` writes, under fixed names:
 
-    teacher.h5 + teacher_preprocess.json   float Deep Sets over the teacher's N (if distilling)
+    teacher.h5 + teacher_preprocess.json   float teacher over its own N (if distilling)
     float.h5      the student's architecture in plain float, hard labels, no pruning
     student.h5    QAT (quantization.enabled), magnitude pruning (pruning.enabled) and
                   knowledge distillation (distillation.enabled); weights stored on their grids
@@ -266,7 +266,7 @@ def _strip_pruning(model: tf.keras.Model) -> tf.keras.Model:
 
 
 def train_teacher(recipe: Recipe, data: Dataset, verbose: int = 2) -> Trained:
-    """A float Deep Sets on hard labels; `data` holds the teacher's N constituents."""
+    """The float teacher on hard labels; `data` holds the teacher's N constituents."""
     t = recipe.distillation.teacher
     settings = FitSettings(
         epochs=t.epochs,

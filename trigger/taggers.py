@@ -9,6 +9,8 @@ pool / rho part by `flatten` and `dense_{i}`):
 Outputs are logits: softmax is applied in software for metrics, never in the firmware. Every
 `quantized_bits` has alpha=1, so each quantizer is a fixed grid k * 2^-(bits - 1 - integer).
 With quantization switched off the same names hold plain `Dense` / `Activation` layers.
+A transformer teacher replaces phi by `embed_*` and `block{b}_*` attention blocks; it is never
+quantized or converted.
 """
 
 from __future__ import annotations
@@ -79,6 +81,31 @@ def _quantizer(x, name: str, q: QuantizerConfig, quantized: bool):
     return QActivation(_bits(q), name=name)(x)
 
 
+def _attention_blocks(x, architecture: ArchitectureConfig):
+    """Float pre-norm transformer encoder over the constituents (teachers only).
+
+    Padded constituents are attended to like the others: their embedding is a constant the
+    network learns to discount, which keeps the model free of custom masking layers.
+    """
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    width = architecture.embed
+    x = _dense_block(x, "embed_0", width, None, activation=True)
+    x = _dense_block(x, "embed_1", width, None, activation=False)
+    for b in range(architecture.blocks):
+        h = layers.LayerNormalization(name=f"block{b}_norm_0")(x)
+        h = layers.MultiHeadAttention(
+            architecture.heads, width // architecture.heads, name=f"block{b}_attention"
+        )(h, h)
+        x = layers.Add(name=f"block{b}_add_0")([x, h])
+        h = layers.LayerNormalization(name=f"block{b}_norm_1")(x)
+        h = _dense_block(h, f"block{b}_ffn_0", 2 * width, None, activation=True)
+        h = _dense_block(h, f"block{b}_ffn_1", width, None, activation=False)
+        x = layers.Add(name=f"block{b}_add_1")([x, h])
+    return layers.LayerNormalization(name="encoder_norm")(x)
+
+
 def _build(
     architecture: ArchitectureConfig,
     n_constituents: int,
@@ -86,7 +113,7 @@ def _build(
     recipe: Recipe | None,
     name: str,
 ) -> tf.keras.Model:
-    """Deep Sets or MLP; quantized with `recipe.quantization` when `recipe` is not None."""
+    """Deep Sets, MLP or (float only) transformer; quantized when `recipe` is not None."""
     import tensorflow as tf
 
     layers = tf.keras.layers
@@ -94,9 +121,12 @@ def _build(
     qconf = recipe.quantization if recipe is not None else None
     inputs = layers.Input(shape=(n_constituents, n_features), name="input")
     x = _quantizer(inputs, "input_quant", qconf.input if qconf else None, quantized)
-    if architecture.kind == "deepsets":
-        for i, width in enumerate(architecture.phi):
-            x = _dense_block(x, f"phi_{i}", width, recipe, activation=True)
+    if architecture.kind in ("deepsets", "transformer"):
+        if architecture.kind == "deepsets":
+            for i, width in enumerate(architecture.phi):
+                x = _dense_block(x, f"phi_{i}", width, recipe, activation=True)
+        else:
+            x = _attention_blocks(x, architecture)
         pool = {"mean": layers.GlobalAveragePooling1D, "max": layers.GlobalMaxPooling1D}
         x = pool[architecture.pooling](name="pool")(x)
         for j, width in enumerate(architecture.rho):
