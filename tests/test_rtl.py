@@ -177,6 +177,24 @@ def test_traced_logic_is_bit_exact(kind: str, pooling: str) -> None:
     np.testing.assert_array_equal(out, model.predict(x, batch_size=4096, verbose=0))
 
 
+def test_trained_deep_rho_student_traces_bit_exact() -> None:
+    """A trained demo student (rho [32, 32]) on which da4ml 0.5.2's own saturation was wrong.
+
+    Each layer multiplies the traced values' scale factor by a power of two; on this student's
+    weights the shift between a value and the saturation constants outgrew da4ml's 32-bit
+    encoding, and the netlist disagreed with QKeras on every jet. Random weights did not
+    reproduce it, hence the stored model (`make demo`'s student, seed 1, 49 kB).
+    """
+    from trigger.rtl import quantize_inputs, trace_student
+    from trigger.taggers import load_model
+
+    model = load_model(Path(__file__).parent / "data" / "deep_rho_student.h5")
+    x = jets(model, 300, seed=0)
+    trace = trace_student(model)
+    out = trace.comb.predict(quantize_inputs(model, x).reshape(len(x), -1))
+    np.testing.assert_array_equal(out, model.predict(x, batch_size=4096, verbose=0))
+
+
 def random_float(recipe, seed: int = 0):
     """The recipe's float reference (plain Dense/ReLU) with glorot kernels and random biases."""
     import tensorflow as tf

@@ -44,18 +44,35 @@ def kif(fmt: Fixed) -> tuple[int, int, int]:
     return k, fmt.integer - k, fmt.fractional
 
 
+def _saturate_and_truncate(v: Any, k: int, i: int, f: int) -> Any:
+    """`v.quantize(k, i, f, "SAT", "TRN")`, with the clip built from two ReLUs.
+
+    da4ml 0.5.2's own SAT muxes `v` against constants of scale factor 1. Every layer multiplies
+    the scale factor of the traced values by the weights' step, and after five or six layers
+    (a rho of two layers) the shift between the two exceeds the 32 bits da4ml encodes it in:
+    the clip then gives wrong values (an RTL mismatch on most jets). The ReLUs keep `v`'s factor.
+    The clip bounds lie on the output grid, so clipping before truncating gives the same result.
+    """
+    step = 2.0**-f
+    high = 2.0**i - step
+    low = -(2.0**i) if k else 0.0
+    if float(v.low) < low or float(v.high) > high:
+        v = (v - low).relu() - (v - high).relu() + low
+    return v.quantize(k, i, f, "WRAP", "TRN")
+
+
 def _round_half_even_one(v: Any, fmt: Fixed) -> Any:
     k, i, f = kif(fmt)
     if v.low == v.high:  # a constant (e.g. a pruned-away output): round it in Python
         return v.quantize(k, i, f, "SAT", "TRN") if float(v.low) * 2**f % 1 == 0 else _const(v, fmt)
     _, _, f_in = v.kif
     if f_in <= f:  # already on the grid: only clipping is left
-        return v.quantize(k, i, f, "SAT", "TRN")
+        return _saturate_and_truncate(v, k, i, f)
     # b = the bit of weight 2^-f (the LSB the result keeps), as a value b * 2^-f.
     lsb_bit = v.quantize(0, 1 - f, f, "WRAP", "TRN")
     # Carry into 2^-f iff remainder > half, or == half and the kept LSB is odd.
     biased = v + (2.0 ** (-f - 1) - 2.0**-f_in) + lsb_bit * 2.0 ** (f - f_in)
-    return biased.quantize(k, i, f, "SAT", "TRN")
+    return _saturate_and_truncate(biased, k, i, f)
 
 
 def _const(v: Any, fmt: Fixed) -> Any:
