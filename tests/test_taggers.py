@@ -130,6 +130,19 @@ def test_transformer_teacher_is_permutation_invariant_and_round_trips(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), out)
 
 
+def test_setting_part_of_a_section_keeps_its_other_defaults():
+    default = recipe_from_dict({}).distillation.teacher.architecture
+    recipe = load_recipe(MODELS / "default.yaml", ["distillation.teacher.architecture.embed=32"])
+    teacher = recipe.distillation.teacher.architecture
+    assert (teacher.kind, teacher.embed, teacher.rho) == ("transformer", 32, default.rho)
+    deepsets = load_recipe(
+        MODELS / "default.yaml", ["distillation.teacher.architecture.kind=deepsets"]
+    )
+    assert (
+        deepsets.distillation.teacher.architecture.rho == default.rho != deepsets.architecture.rho
+    )
+
+
 def test_transformer_student_is_rejected():
     with pytest.raises(TriggerError, match=r"architecture: .*teachers only"):
         recipe_from_dict({"architecture": {"kind": "transformer"}})

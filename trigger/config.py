@@ -261,9 +261,26 @@ def _apply_override(tree: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
+def _merged(defaults: dict[str, Any], tree: dict[str, Any]) -> dict[str, Any]:
+    """`tree` laid over `defaults`, section by section."""
+    out = dict(defaults)
+    for key, value in tree.items():
+        below = out.get(key)
+        out[key] = (
+            _merged(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+        )
+    return out
+
+
 def recipe_from_dict(tree: dict[str, Any], source: str = "recipe") -> Recipe:
+    """Validate a recipe tree laid over the full default recipe.
+
+    Laying it over the defaults (not letting pydantic fill gaps per class) keeps a section's
+    own defaults when a recipe sets part of it: `distillation.teacher.architecture.embed: 32`
+    leaves the teacher a transformer with rho [128, 64], not a Deep Sets with the student's rho.
+    """
     try:
-        return Recipe.model_validate(tree)
+        return Recipe.model_validate(_merged(Recipe().model_dump(mode="json"), tree))
     except ValidationError as error:
         raise TriggerError(_format_validation_error(source, error)) from None
 
