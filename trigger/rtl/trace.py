@@ -14,6 +14,7 @@ width its operands' ranges need). Rounding is where care is needed:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,15 +45,23 @@ def kif(fmt: Fixed) -> tuple[int, int, int]:
     return k, fmt.integer - k, fmt.fractional
 
 
-def _saturate_and_truncate(v: Any, k: int, i: int, f: int) -> Any:
-    """`v.quantize(k, i, f, "SAT", "TRN")`, with the clip built from two ReLUs.
+# da4ml 0.5.2's SAT is exact while the power-of-two scale factor da4ml carries on a value is
+# within 2^+-31 of its constants' (1); beyond, its op encoding overflows (see below).
+_SAFE_FACTOR_BITS = 31
 
-    da4ml 0.5.2's own SAT muxes `v` against constants of scale factor 1. Every layer multiplies
-    the scale factor of the traced values by the weights' step, and after five or six layers
-    (a rho of two layers) the shift between the two exceeds the 32 bits da4ml encodes it in:
-    the clip then gives wrong values (an RTL mismatch on most jets). The ReLUs keep `v`'s factor.
-    The clip bounds lie on the output grid, so clipping before truncating gives the same result.
+
+def _saturate_and_truncate(v: Any, k: int, i: int, f: int) -> Any:
+    """`v.quantize(k, i, f, "SAT", "TRN")`, clipping with two ReLUs where da4ml's SAT breaks.
+
+    Every layer multiplies the scale factor of the traced values by the weights' step; after a
+    rho of two layers it can drift more than 32 bits from the factor of da4ml's saturation
+    constants, and da4ml's SAT then gives wrong values (an RTL mismatch on most jets). There,
+    relu(v - low) - relu(v - high) + low clips the same values and keeps v's factor. It costs
+    an adder more than SAT, so it is used only where needed. The clip bounds lie on the output
+    grid, so clipping before truncating gives the same result.
     """
+    if abs(math.log2(abs(float(v._factor)))) <= _SAFE_FACTOR_BITS:
+        return v.quantize(k, i, f, "SAT", "TRN")
     step = 2.0**-f
     high = 2.0**i - step
     low = -(2.0**i) if k else 0.0
