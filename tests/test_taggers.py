@@ -117,9 +117,7 @@ def test_transformer_teacher_is_permutation_invariant_and_round_trips(tmp_path):
     assert any(isinstance(layer, tf.keras.layers.MultiHeadAttention) for layer in teacher.layers)
     rng = np.random.default_rng(3)
     x, multiplicity = _jets_with_padding(32, 32, rng)
-    permuted = x.copy()
-    for i, m in enumerate(multiplicity):
-        permuted[i, :m] = x[i, rng.permutation(m)]
+    permuted = _permute_real_constituents(x, multiplicity, rng)
     out = teacher.predict(x, verbose=0)
     # Float attention sums in a different order after a permutation: equal to rounding.
     np.testing.assert_allclose(teacher.predict(permuted, verbose=0), out, rtol=1e-4, atol=1e-5)
@@ -158,14 +156,20 @@ def _jets_with_padding(
     return x, list(multiplicity)
 
 
+def _permute_real_constituents(x: np.ndarray, multiplicity: list, rng) -> np.ndarray:
+    """A copy of `x` with each jet's first `multiplicity` (real) constituents shuffled."""
+    permuted = x.copy()
+    for i, m in enumerate(multiplicity):
+        permuted[i, :m] = x[i, rng.permutation(m)]
+    return permuted
+
+
 def assert_permutation_invariant(model, seed: int = 0) -> None:
     """Permuting the real (non-padded) constituents of each jet leaves the output bit-identical."""
     rng = np.random.default_rng(seed)
     _, n, features = model.input_shape
     x, multiplicity = _jets_with_padding(64, n, rng, features)
-    permuted = x.copy()
-    for i, m in enumerate(multiplicity):
-        permuted[i, :m] = x[i, rng.permutation(m)]
+    permuted = _permute_real_constituents(x, multiplicity, rng)
     assert not np.array_equal(permuted, x)
     out = model.predict(x, verbose=0)
     np.testing.assert_array_equal(model.predict(permuted, verbose=0), out)

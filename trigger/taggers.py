@@ -106,6 +106,15 @@ def _attention_blocks(x, architecture: ArchitectureConfig):
     return layers.LayerNormalization(name="encoder_norm")(x)
 
 
+def _per_constituent(x, architecture: ArchitectureConfig, recipe: Recipe | None):
+    """The layers before pooling: phi (Deep Sets) or attention blocks (transformer)."""
+    if architecture.kind == "transformer":
+        return _attention_blocks(x, architecture)
+    for i, width in enumerate(architecture.phi):
+        x = _dense_block(x, f"phi_{i}", width, recipe, activation=True)
+    return x
+
+
 def _build(
     architecture: ArchitectureConfig,
     n_constituents: int,
@@ -121,20 +130,16 @@ def _build(
     qconf = recipe.quantization if recipe is not None else None
     inputs = layers.Input(shape=(n_constituents, n_features), name="input")
     x = _quantizer(inputs, "input_quant", qconf.input if qconf else None, quantized)
-    if architecture.kind in ("deepsets", "transformer"):
-        if architecture.kind == "deepsets":
-            for i, width in enumerate(architecture.phi):
-                x = _dense_block(x, f"phi_{i}", width, recipe, activation=True)
-        else:
-            x = _attention_blocks(x, architecture)
+    if architecture.kind == "mlp":
+        x = layers.Flatten(name="flatten")(x)
+        for i, width in enumerate(architecture.dense):
+            x = _dense_block(x, f"dense_{i}", width, recipe, activation=True)
+    else:
+        x = _per_constituent(x, architecture, recipe)
         pool = {"mean": layers.GlobalAveragePooling1D, "max": layers.GlobalMaxPooling1D}
         x = pool[architecture.pooling](name="pool")(x)
         for j, width in enumerate(architecture.rho):
             x = _dense_block(x, f"rho_{j}", width, recipe, activation=True)
-    else:
-        x = layers.Flatten(name="flatten")(x)
-        for i, width in enumerate(architecture.dense):
-            x = _dense_block(x, f"dense_{i}", width, recipe, activation=True)
     x = _dense_block(x, "output_dense", N_CLASSES, recipe, activation=False)
     outputs = _quantizer(x, "output", qconf.output if qconf else None, quantized)
     return tf.keras.Model(inputs, outputs, name=name)
