@@ -101,10 +101,7 @@ def main() -> None:
         recipe, args.data, work / ".teachers", print, quiet
     )
     rows.append(("teacher", compress.evaluate(teacher, teacher_data.test), "float32", 0.0))
-    logits = tuple(
-        teacher.predict(s.x, batch_size=4096, verbose=0)
-        for s in (teacher_data.train, teacher_data.validation)
-    )
+    logits = compress.fitting_logits(teacher, teacher_data)
 
     def student_row(name, r, d, teacher_logits=None):
         t0 = time.perf_counter()

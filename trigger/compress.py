@@ -43,6 +43,7 @@ __all__ = [
     "FitSettings",
     "evaluate",
     "fit",
+    "fitting_logits",
     "prunable_kernels",
     "sparsity",
     "train_and_compress",
@@ -391,6 +392,13 @@ def cached_teacher(
     return trained.model, data, folder
 
 
+def fitting_logits(model: tf.keras.Model, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The model's logits on the train and validation splits: the soft targets to distil."""
+    return tuple(
+        model.predict(s.x, batch_size=4096, verbose=0) for s in (data.train, data.validation)
+    )
+
+
 def _save_h5(model: tf.keras.Model, path: Path) -> None:
     """HDF5 on purpose (what hls4ml's Keras 2 reader takes); silence the save-time notes."""
     tf_logger = logging.getLogger("tensorflow")
@@ -449,10 +457,7 @@ def train_and_compress(
         if not np.array_equal(teacher_data.train.y, data.train.y):
             msg = "teacher and student splits differ: the data file changed while loading"
             raise TriggerError(msg)
-        teacher_logits = tuple(
-            teacher.predict(s.x, batch_size=4096, verbose=0)
-            for s in (teacher_data.train, teacher_data.validation)
-        )
+        teacher_logits = fitting_logits(teacher, teacher_data)
         metrics["teacher"] = evaluate(teacher, teacher_data.test)
         histories["teacher"] = json.loads((folder / "history.json").read_text())
         _copy(folder / "teacher.h5", out_dir / "teacher.h5")
