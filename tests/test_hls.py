@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import write_synthetic_file
+from tests.constituents import permute_real_constituents
 from trigger.config import FirmwareConfig, recipe_from_dict, save_recipe
 from trigger.errors import TriggerError
 
@@ -218,10 +219,7 @@ def test_emulator_is_permutation_invariant(firmware: Firmware) -> None:
 
     rng = np.random.default_rng(2)
     jets = firmware.jets[:1000].copy()
-    permuted = jets.copy()
-    for i, jet in enumerate(jets):
-        real = np.flatnonzero(np.any(jet != 0, axis=-1))
-        permuted[i, real] = jet[rng.permutation(real)]
+    permuted = permute_real_constituents(jets, rng)
     assert not np.array_equal(permuted, jets)
     np.testing.assert_array_equal(
         emulate(firmware.project, permuted), emulate(firmware.project, jets)

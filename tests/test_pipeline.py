@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.constituents import permute_real_constituents
 from trigger.data.generate import GenerationSettings, generate
 from trigger.data.loader import Preprocessing, read_jets
 
@@ -94,10 +95,7 @@ def assert_firmware_is_bit_exact(run_dir: Path, firmware_dir: Path, x: np.ndarra
     np.testing.assert_array_equal(emulate(firmware_dir, x), predict(student, x))
     # Permuting the real constituents of every jet changes no output bit.
     rng = np.random.default_rng(0)
-    permuted = x.copy()
-    for jet in permuted:
-        real = int(np.sum(~np.all(jet == 0, axis=-1)))
-        jet[:real] = jet[rng.permutation(real)]
+    permuted = permute_real_constituents(x, rng)
     np.testing.assert_array_equal(emulate(firmware_dir, permuted), emulate(firmware_dir, x))
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.constituents import permute_real_constituents
 from trigger.config import load_recipe, recipe_from_dict
 from trigger.errors import TriggerError
 
@@ -116,8 +117,8 @@ def test_transformer_teacher_is_permutation_invariant_and_round_trips(tmp_path):
     teacher = taggers.build_teacher(recipe, N_FEATURES)
     assert any(isinstance(layer, tf.keras.layers.MultiHeadAttention) for layer in teacher.layers)
     rng = np.random.default_rng(3)
-    x, multiplicity = _jets_with_padding(32, 32, rng)
-    permuted = _permute_real_constituents(x, multiplicity, rng)
+    x = _jets_with_padding(32, 32, rng)
+    permuted = permute_real_constituents(x, rng)
     out = teacher.predict(x, verbose=0)
     # Float attention sums in a different order after a permutation: equal to rounding.
     np.testing.assert_allclose(teacher.predict(permuted, verbose=0), out, rtol=1e-4, atol=1e-5)
@@ -148,28 +149,20 @@ def test_transformer_student_is_rejected():
 
 def _jets_with_padding(
     n_jets: int, n: int, rng: np.random.Generator, features: int = N_FEATURES
-) -> tuple[np.ndarray, list]:
+) -> np.ndarray:
+    """Random jets whose last constituents are zero padding (2 to n real ones each)."""
     x = rng.normal(0, 2, (n_jets, n, features)).astype(np.float32)
-    multiplicity = rng.integers(2, n + 1, n_jets)
-    for i, m in enumerate(multiplicity):
-        x[i, m:] = 0.0
-    return x, list(multiplicity)
-
-
-def _permute_real_constituents(x: np.ndarray, multiplicity: list, rng) -> np.ndarray:
-    """A copy of `x` with each jet's first `multiplicity` (real) constituents shuffled."""
-    permuted = x.copy()
-    for i, m in enumerate(multiplicity):
-        permuted[i, :m] = x[i, rng.permutation(m)]
-    return permuted
+    for jet, m in zip(x, rng.integers(2, n + 1, n_jets), strict=True):
+        jet[m:] = 0.0
+    return x
 
 
 def assert_permutation_invariant(model, seed: int = 0) -> None:
     """Permuting the real (non-padded) constituents of each jet leaves the output bit-identical."""
     rng = np.random.default_rng(seed)
     _, n, features = model.input_shape
-    x, multiplicity = _jets_with_padding(64, n, rng, features)
-    permuted = _permute_real_constituents(x, multiplicity, rng)
+    x = _jets_with_padding(64, n, rng, features)
+    permuted = permute_real_constituents(x, rng)
     assert not np.array_equal(permuted, x)
     out = model.predict(x, verbose=0)
     np.testing.assert_array_equal(model.predict(permuted, verbose=0), out)
