@@ -112,10 +112,7 @@ def main() -> None:
     def student_row(name, r, d, teacher_logits=None):
         t0 = time.perf_counter()
         model = compress.train_student(r, d, teacher_logits, quiet).model
-        m = compress.evaluate(model, d.test) | {
-            "nonzero_parameters": int(sum((w != 0).sum() for w in model.get_weights())),
-            "sparsity": compress.sparsity(model),
-        }
+        m = compress.student_metrics(model, d.test)
         rows.append((name, m, _bits(r), time.perf_counter() - t0))
 
     print("training float reference")

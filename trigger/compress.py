@@ -46,6 +46,7 @@ __all__ = [
     "fitting_logits",
     "prunable_kernels",
     "sparsity",
+    "student_metrics",
     "train_and_compress",
     "train_student",
     "train_teacher",
@@ -207,8 +208,12 @@ def sparsity(model: tf.keras.Model) -> float:
     return float(sum(int(np.sum(k == 0)) for k in kernels) / total) if total else 0.0
 
 
-def _nonzero_parameters(model: tf.keras.Model) -> int:
-    return int(sum(np.count_nonzero(w) for w in model.get_weights()))
+def student_metrics(model: tf.keras.Model, sample: JetSample) -> dict[str, Any]:
+    """`evaluate` plus what compression achieved: sparsity and the nonzero weight count."""
+    return evaluate(model, sample) | {
+        "sparsity": sparsity(model),
+        "nonzero_parameters": int(sum(np.count_nonzero(w) for w in model.get_weights())),
+    }
 
 
 def _pruning_schedule(recipe: Recipe, steps_per_epoch: int):
@@ -394,9 +399,11 @@ def cached_teacher(
 
 def fitting_logits(model: tf.keras.Model, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """The model's logits on the train and validation splits: the soft targets to distil."""
-    return tuple(
-        model.predict(s.x, batch_size=4096, verbose=0) for s in (data.train, data.validation)
-    )
+
+    def logits(sample: JetSample) -> np.ndarray:
+        return model.predict(sample.x, batch_size=4096, verbose=0)
+
+    return logits(data.train), logits(data.validation)
 
 
 def _save_h5(model: tf.keras.Model, path: Path) -> None:
@@ -485,10 +492,7 @@ def train_and_compress(
     ]
     log(f"training student ({', '.join(switches) or 'no compression'})")
     student = train_student(recipe, data, teacher_logits, verbose)
-    metrics["student"] = evaluate(student.model, data.test) | {
-        "sparsity": sparsity(student.model),
-        "nonzero_parameters": _nonzero_parameters(student.model),
-    }
+    metrics["student"] = student_metrics(student.model, data.test)
     histories["student"] = student.history
     _save_model(student.model, out_dir / "student.h5")
 
