@@ -73,7 +73,7 @@ def _saturate_and_truncate(v: Any, k: int, i: int, f: int) -> Any:
 def _round_half_even_one(v: Any, fmt: Fixed) -> Any:
     k, i, f = kif(fmt)
     if v.low == v.high:  # a constant (e.g. a pruned-away output): round it in Python
-        return v.quantize(k, i, f, "SAT", "TRN") if float(v.low) * 2**f % 1 == 0 else _const(v, fmt)
+        return _const(v, fmt)
     _, _, f_in = v.kif
     if f_in <= f:  # already on the grid: only clipping is left
         return _saturate_and_truncate(v, k, i, f)
