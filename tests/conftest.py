@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+from trigger.data.features import principal_axis_frame
 from trigger.data.layout import JET_FEATURES, PARTICLE_FEATURES, write_jets_file
 
 
@@ -44,8 +45,12 @@ def synthetic_jets(
         constituents[i, :multiplicity, col["j1_ptrel"]] = ptrel
         constituents[i, :multiplicity, col["j1_etarel"]] = etarel
         constituents[i, :multiplicity, col["j1_phirel"]] = phirel
+        etarot, phirot = principal_axis_frame(etarel[None], phirel[None], pt[None])
+        constituents[i, :multiplicity, col["j1_etarot"]] = etarot[0]
+        constituents[i, :multiplicity, col["j1_phirot"]] = phirot[0]
         constituents[i, :multiplicity, col["j1_deltaR"]] = np.hypot(etarel, phirel)
         constituents[i, :multiplicity, col["j1_e"]] = ptrel * jet_pt * 1.2
+        constituents[i, :multiplicity, col["j1_erel"]] = ptrel
         jets[i, jcol["j_pt"]] = jet_pt
         jets[i, jcol["j_eta"]] = rng.uniform(-2, 2)
         jets[i, jcol["j_mass"]] = 20 + 40 * label + rng.normal(0, 5)

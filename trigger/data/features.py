@@ -60,7 +60,7 @@ def jet_arrays(four_momenta: list[np.ndarray], label: int) -> tuple[np.ndarray, 
     phi = np.where(real, np.arctan2(py, px), 0.0)
     etarel = np.where(real, eta - jet_eta[:, None], 0.0)
     phirel = np.where(real, _wrap(phi - jet_phi[:, None]), 0.0)
-    etarot, phirot = _principal_axis_frame(etarel, phirel, pt)
+    etarot, phirot = principal_axis_frame(etarel, phirel, pt)
     cos_rel = (px * jet[:, None, 0] + py * jet[:, None, 1] + pz * jet[:, None, 2]) / (
         p * jet_p[:, None]
     )
@@ -86,7 +86,7 @@ def jet_arrays(four_momenta: list[np.ndarray], label: int) -> tuple[np.ndarray, 
     return constituents.astype(np.float32), jets.astype(np.float32)
 
 
-def _principal_axis_frame(
+def principal_axis_frame(
     etarel: np.ndarray, phirel: np.ndarray, pt: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rotate (etarel, phirel) so the pT-weighted principal axis of each jet lies along eta."""
