@@ -135,6 +135,13 @@ def test_run_writes_a_self_contained_report(pipeline) -> None:
         assert set(gate) == {"value", "limit", "passed"}
     assert metrics["hardware"]["compressed"]["source"] == "estimate"
     assert "not a synthesis result" in metrics["hardware"]["compressed"]["method"]
+    # The report says which inputs the hardware figures start from, and that they exclude them.
+    recipe = yaml.safe_load((pipeline / "demo.yaml").read_text())
+    features = ", ".join(recipe["data"]["features"])
+    assert (
+        f"constituents x ({features}), computed before the firmware"
+        in (out / "report.md").read_text()
+    )
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 6 and 'src="roc.png"' not in html
     for png in ("roc.png", "efficiency.png", "hardware.png", "observables_W.png"):

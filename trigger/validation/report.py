@@ -226,7 +226,10 @@ def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
            if h["compressed"]["source"] != h["float_reference"]["source"] else "")
         + "".join(f" Method of the {k.replace('_', ' ')} figures: {h[k]['method']}."
                   for k in ("compressed", "float_reference") if h[k].get("method"))
-        + _same_cost_model(h),
+        + _same_cost_model(h)
+        + f" Firmware input: {h['inputs']['constituents']} constituents x "
+        f"({', '.join(h['inputs']['features'])}), computed before the firmware: what "
+        "computing them costs is in none of these figures.",
         f"![hardware]({plots['hardware']})",
     ]  # fmt: skip
     return "\n\n".join(parts) + "\n"

@@ -132,6 +132,9 @@ def _hardware(run_dir: Path, firmware_dir: Path, recipe: Recipe, n_constituents:
         else None
         for k in hw.HARDWARE_KEYS
     }
+    # The firmware starts from these numbers; whatever computes them (the jet axis, the
+    # principal-axis rotation of etarot/phirot) runs before it and is in none of the figures.
+    figures["inputs"] = {"constituents": n_constituents, "features": list(recipe.data.features)}
     return figures
 
 
