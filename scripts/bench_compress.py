@@ -35,15 +35,22 @@ def seed_spread(recipe, no_distill, data, logits, seeds, first):
 
     from trigger import compress
 
-    def accuracy(r, seed, teacher_logits):
-        r = r.model_copy(update={"training": r.training.model_copy(update={"seed": seed})})
-        model = compress.train_student(r, data, teacher_logits, 0).model
+    def with_seed(r, seed):
+        return r.model_copy(update={"training": r.training.model_copy(update={"seed": seed})})
+
+    def accuracy(r, teacher_logits, reference):
+        model = compress.train_student(r, data, teacher_logits, 0, reference).model
         return compress.evaluate(model, data.test)["accuracy"]
 
     results = [first]
     for seed in seeds:
         print(f"seed {seed}: training both students")
-        results.append((seed, accuracy(no_distill, seed, None), accuracy(recipe, seed, logits)))
+        # A student that starts from its float twin starts from the twin of its own seed.
+        reference = None
+        if recipe.training.init_from_float:
+            reference = compress.train_float(with_seed(recipe, seed), data, 0).model
+        plain = accuracy(with_seed(no_distill, seed), None, reference)
+        results.append((seed, plain, accuracy(with_seed(recipe, seed), logits, reference)))
     table = Table(title="student accuracy by training seed")
     for column in ("seed", "no distillation", "distilled", "distilled - no distillation"):
         table.add_column(column, justify="right")
@@ -109,9 +116,9 @@ def main() -> None:
     rows.append(("teacher", compress.evaluate(teacher, teacher_data.test), "float32", 0.0))
     logits = compress.fitting_logits(teacher, teacher_data)
 
-    def student_row(name, r, d, teacher_logits=None):
+    def student_row(name, r, d, teacher_logits=None, reference=None):
         t0 = time.perf_counter()
-        model = compress.train_student(r, d, teacher_logits, quiet).model
+        model = compress.train_student(r, d, teacher_logits, quiet, reference).model
         m = compress.student_metrics(model, d.test)
         rows.append((name, m, _bits(r), time.perf_counter() - t0))
 
@@ -121,9 +128,9 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     rows.append(("float reference", compress.evaluate(reference, data.test), "float32", seconds))
     print("training student without distillation")
-    student_row("student, no distillation", no_distill, data)
+    student_row("student, no distillation", no_distill, data, None, reference)
     print("training student with distillation")
-    student_row("student, distilled", recipe, data, logits)
+    student_row("student, distilled", recipe, data, logits, reference)
     print("training literature Deep Sets")
     lit_data = data if literature.data == recipe.data else load_dataset(literature.data, args.data)
     lit_logits = logits if literature.distillation.enabled else None

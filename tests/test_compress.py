@@ -14,6 +14,7 @@ import yaml
 
 from trigger.config import load_recipe, recipe_from_dict
 from trigger.data.loader import load_dataset
+from trigger.errors import TriggerError
 
 tf = pytest.importorskip("tensorflow")
 pytest.importorskip("qkeras")
@@ -194,6 +195,26 @@ def test_same_seed_same_student_and_qat_alone_forces_no_zeros(synthetic_data):
     assert type(first.get_layer("phi_0")).__name__ == "QDense"
     # Pruning off: only weights that round to 0 on the 8-bit grid, far from the 50% target.
     assert compress.sparsity(first) < 0.1
+
+
+@pytest.mark.slow
+def test_student_starts_from_its_float_twin(synthetic_data):
+    recipe = _fast_recipe(
+        pruning={"enabled": False},
+        distillation={"enabled": False},
+        # One step too small to move a weight off its 8-bit grid point.
+        training={"epochs": 1, "learning_rate": 1e-12, "init_from_float": True},
+    )
+    data = load_dataset(recipe.data, synthetic_data)
+    reference = compress.train_float(recipe, data, verbose=0).model
+    student = compress.train_student(recipe, data, verbose=0, float_reference=reference).model
+    for twin, layer in zip(
+        taggers.dense_layers(reference), taggers.dense_layers(student), strict=True
+    ):
+        expected = layer.kernel_quantizer_internal(twin.get_weights()[0]).numpy()
+        np.testing.assert_array_equal(layer.get_weights()[0], expected, err_msg=layer.name)
+    with pytest.raises(TriggerError, match="init_from_float"):
+        compress.train_student(recipe, data, verbose=0)
 
 
 def test_distillation_loss():

@@ -317,20 +317,28 @@ def train_student(
     data: Dataset,
     teacher_logits: tuple[np.ndarray, np.ndarray] | None = None,
     verbose: int = 2,
+    float_reference: tf.keras.Model | None = None,
 ) -> Trained:
     """QAT + pruning + distillation as the recipe switches them on.
 
     `teacher_logits` are the teacher's logits for (train, validation), needed iff
-    `distillation.enabled`. The returned model has no pruning wrappers and, when quantized,
-    its kernels and biases replaced by their quantized values.
+    `distillation.enabled`; `float_reference` is the trained float twin whose weights the
+    student starts from, needed iff `training.init_from_float`. The returned model has no
+    pruning wrappers and, when quantized, its kernels and biases replaced by their quantized
+    values.
     """
     distill = recipe.distillation.enabled
     if distill and teacher_logits is None:
         msg = "distillation is enabled but no teacher logits were given"
         raise TriggerError(msg)
+    if recipe.training.init_from_float and float_reference is None:
+        msg = "training.init_from_float is set but no float reference was given"
+        raise TriggerError(msg)
     settings = _training_settings(recipe, verbose)
     seed_everything(recipe.training.seed)
     model = taggers.build_student(recipe, data.train.x.shape[-1])
+    if recipe.training.init_from_float:
+        taggers.copy_dense_weights(float_reference, model)
     callbacks: list = []
     monitor_from = 0
     if recipe.pruning.enabled:
@@ -491,7 +499,7 @@ def train_and_compress(
         if on
     ]
     log(f"training student ({', '.join(switches) or 'no compression'})")
-    student = train_student(recipe, data, teacher_logits, verbose)
+    student = train_student(recipe, data, teacher_logits, verbose, reference.model)
     metrics["student"] = student_metrics(student.model, data.test)
     histories["student"] = student.history
     _save_model(student.model, out_dir / "student.h5")

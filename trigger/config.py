@@ -177,6 +177,9 @@ class TrainingConfig(Strict):
     schedule: Literal["constant", "cosine"] = "cosine"
     patience: PositiveInt = 8
     seed: int = 7
+    # Start the student from the trained float reference's weights, so QAT, pruning and
+    # distillation fine-tune a network that already works instead of a random one.
+    init_from_float: bool = False
 
 
 class FirmwareConfig(Strict):

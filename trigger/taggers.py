@@ -169,6 +169,20 @@ def dense_layers(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
     return [layer for layer in model.layers if isinstance(layer, tf.keras.layers.Dense)]
 
 
+def copy_dense_weights(source: tf.keras.Model, target: tf.keras.Model) -> None:
+    """Give each Dense / QDense of `target` the weights of the same-named layer of `source`.
+
+    The float twin and the student share layer names and shapes (`_build`), so a QAT student
+    can start from the trained float network.
+    """
+    weights = {layer.name: layer.get_weights() for layer in dense_layers(source)}
+    for layer in dense_layers(target):
+        if layer.name not in weights:
+            msg = f"internal: the float reference has no layer {layer.name!r}"
+            raise TriggerError(msg)
+        layer.set_weights(weights[layer.name])
+
+
 def quantize_weights_in_place(model: tf.keras.Model) -> None:
     """Replace each QDense kernel and bias by its quantized value (a no-op for float layers).
 
