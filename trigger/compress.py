@@ -176,7 +176,7 @@ def evaluate(model: tf.keras.Model, sample: JetSample) -> dict[str, Any]:
     """Accuracy and one-vs-rest AUC per class on `sample` (unweighted), plus parameter count."""
     from sklearn.metrics import roc_auc_score
 
-    logits = model.predict(sample.x, batch_size=4096, verbose=0).astype(np.float64)
+    logits = taggers.predict(model, sample.x).astype(np.float64)
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
     labels = sample.labels
@@ -407,11 +407,7 @@ def cached_teacher(
 
 def fitting_logits(model: tf.keras.Model, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """The model's logits on the train and validation splits: the soft targets to distil."""
-
-    def logits(sample: JetSample) -> np.ndarray:
-        return model.predict(sample.x, batch_size=4096, verbose=0)
-
-    return logits(data.train), logits(data.validation)
+    return taggers.predict(model, data.train.x), taggers.predict(model, data.validation.x)
 
 
 def _save_h5(model: tf.keras.Model, path: Path) -> None:

@@ -29,6 +29,7 @@ from trigger.io import write_json
 from trigger.rtl import simulate, synth
 from trigger.rtl.simulate import TOP, PortCoding
 from trigger.rtl.trace import Trace, trace_float_reference, trace_student
+from trigger.taggers import predict
 
 SOURCE = "rtl (Yosys synth_xilinx, Verilator)"
 # da4ml's delay model counts adder levels (HWConfig adder_size=-1: one unit per adder). Its
@@ -131,7 +132,7 @@ def emit_rtl(
     coding = PortCoding.of(pipe)
     binary = simulate.build(out_dir, coding)
     xq = quantize_inputs(model, x)
-    expected = np.asarray(model.predict(x, batch_size=4096, verbose=0), np.float64)
+    expected = np.asarray(predict(model, x), np.float64)
     stream = simulate.run(binary, coding, xq, extra_cycles=stages + 4)
     measured = simulate.measure(stream, expected)
     same = measured.pop("same")
