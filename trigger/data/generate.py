@@ -12,13 +12,16 @@ inside Pythia's C++: the same algorithm as `fastjet`, about 6x faster than feedi
 
 from __future__ import annotations
 
-import concurrent.futures as futures
+import contextlib
+import fcntl
 import json
 import multiprocessing
 import os
 import platform
 import queue
 import shutil
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -29,7 +32,7 @@ from trigger.config import CLASS_NAMES
 from trigger.data.features import jet_arrays
 from trigger.data.layout import write_jets_file
 from trigger.errors import TriggerError
-from trigger.io import atomic_path
+from trigger.io import atomic_path, make_parent
 
 JET_RADIUS = 0.8
 # Particles entering the clustering: |eta| < 5, roughly a calorimeter's reach.
@@ -88,6 +91,11 @@ class GenerationSettings:
             raise TriggerError(msg)
         if not 0 < self.pt_min < self.pt_max:
             msg = f"pT window must satisfy 0 < min < max, got [{self.pt_min}, {self.pt_max}]"
+            raise TriggerError(msg)
+        # Jets are matched inside |eta| < eta_max of particles within |eta| < PARTICLE_ETA_MAX:
+        # outside (0, PARTICLE_ETA_MAX] no jet ever passes and generation would never end.
+        if not 0 < self.eta_max <= PARTICLE_ETA_MAX:
+            msg = f"--eta-max must be in (0, {PARTICLE_ETA_MAX}], got {self.eta_max}"
             raise TriggerError(msg)
         if self.jets_per_class < 1 or self.shard_size < 1:
             msg = "--jets-per-class and --shard-size must be positive"
@@ -171,6 +179,8 @@ def _shard_jets(shard: Shard, settings: GenerationSettings, report) -> list[np.n
     event = pythia.event
     jets: list[np.ndarray] = []
     while len(jets) < shard.n_jets:
+        if _parent_gone():
+            os._exit(1)
         if not pythia.next():
             continue
         truths = _truth_directions(pythia, shard.label)
@@ -233,8 +243,11 @@ def read_manifest(out: str | Path) -> dict | None:
 
 def _shard_dir(out: Path, settings: GenerationSettings) -> Path:
     shard_dir = out.with_name(out.name + ".shards")
-    shard_dir.mkdir(parents=True, exist_ok=True)
     plan_file = shard_dir / "settings.json"
+    if shard_dir.exists() and not plan_file.is_file() and any(shard_dir.iterdir()):
+        msg = f"{shard_dir} exists and holds no generation settings: move it, or pick another --out"
+        raise TriggerError(msg)
+    shard_dir.mkdir(parents=True, exist_ok=True)
     wanted = json.dumps(asdict(settings), sort_keys=True)
     if plan_file.exists() and plan_file.read_text() != wanted:
         msg = (
@@ -246,31 +259,61 @@ def _shard_dir(out: Path, settings: GenerationSettings) -> Path:
     return shard_dir
 
 
+@contextlib.contextmanager
+def _only_writer(out: Path) -> Iterator[None]:
+    """Hold `.OUT.lock`: two generations into the same file would share and delete shards."""
+    make_parent(out)
+    lock = out.with_name(f".{out.name}.lock")
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            msg = f"another `trigger data generate` is writing {out}: wait for it to finish"
+            raise TriggerError(msg) from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+
 def _run_missing(missing: list[Shard], settings, shard_dir: Path, workers: int, total: int):
+    """Run the shards on `workers` processes; any error or signal terminates them all."""
     from tqdm import tqdm
 
     done_jets = total - sum(s.n_jets for s in missing)
     bar = tqdm(total=total, initial=done_jets, unit="jet", desc="generating", smoothing=0.1)
     context = multiprocessing.get_context("spawn")
+    # Leaving the pool's block terminates its workers, whether the shards finished or not.
     with (
         context.Manager() as manager,
-        futures.ProcessPoolExecutor(workers, context, initializer=_silence_stdout) as pool,
+        context.Pool(workers, _start_worker, (os.getpid(),)) as pool,
     ):
         progress = manager.Queue()
-        pending = {pool.submit(run_shard, s, settings, shard_dir, progress) for s in missing}
+        results = [pool.apply_async(run_shard, (s, settings, shard_dir, progress)) for s in missing]
         try:
-            while pending:
-                finished, pending = futures.wait(pending, timeout=0.5)
-                for future in finished:
-                    future.result()
+            while results:
+                time.sleep(0.2)
                 _drain(progress, bar)
+                for result in [r for r in results if r.ready()]:
+                    result.get()  # a worker's error ends the run here
+                    results.remove(result)
             _drain(progress, bar)
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
         finally:
             bar.close()
+
+
+_parent_pid: int | None = None  # set in workers only
+
+
+def _start_worker(parent: int) -> None:
+    global _parent_pid
+    _silence_stdout()
+    _parent_pid = parent
+
+
+def _parent_gone() -> bool:
+    """In a worker: whether the main process died outright (SIGKILL) and left it orphaned."""
+    return _parent_pid is not None and os.getppid() != _parent_pid
 
 
 def _silence_stdout() -> None:
@@ -311,18 +354,19 @@ def generate(settings: GenerationSettings, out: str | Path, workers: int = 2) ->
     out = Path(out)
     plan = shard_plan(settings)
     manifest = _manifest(settings, plan)
-    if out.exists():
-        if read_manifest(out) == manifest:
-            return out
-        msg = f"{out} exists and was made with other settings; remove it or choose another --out"
-        raise TriggerError(msg)
     if workers < 1:
         msg = f"--workers must be at least 1, got {workers}"
         raise TriggerError(msg)
-    shard_dir = _shard_dir(out, settings)
-    missing = [s for s in plan if not (shard_dir / f"{s.name}.npz").exists()]
-    if missing:
-        _run_missing(missing, settings, shard_dir, workers, manifest["total_jets"])
-    merge_shards(plan, shard_dir, out, settings.seed, manifest)
-    shutil.rmtree(shard_dir)
+    with _only_writer(out):
+        if out.exists():
+            if read_manifest(out) == manifest:
+                return out
+            msg = f"{out} exists and was made with other settings: remove it, or pick another --out"
+            raise TriggerError(msg)
+        shard_dir = _shard_dir(out, settings)
+        missing = [s for s in plan if not (shard_dir / f"{s.name}.npz").exists()]
+        if missing:
+            _run_missing(missing, settings, shard_dir, workers, manifest["total_jets"])
+        merge_shards(plan, shard_dir, out, settings.seed, manifest)
+        shutil.rmtree(shard_dir)
     return out
