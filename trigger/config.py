@@ -77,20 +77,18 @@ class QuantizerConfig(Strict):
     bits: Bits = 8
     integer: IntegerBits = 0
 
+    @model_validator(mode="after")
+    def _integer_fits(self) -> QuantizerConfig:
+        if self.integer >= self.bits:
+            msg = f"integer ({self.integer}) must be smaller than bits ({self.bits})"
+            raise ValueError(msg)
+        return self
+
 
 class LayerQuantization(Strict):
     weight: QuantizerConfig = QuantizerConfig(bits=8, integer=0)
     bias: QuantizerConfig = QuantizerConfig(bits=8, integer=0)
     activation: QuantizerConfig = QuantizerConfig(bits=8, integer=3)
-
-    @model_validator(mode="after")
-    def _integer_fits(self) -> LayerQuantization:
-        for name in ("weight", "bias", "activation"):
-            q = getattr(self, name)
-            if q.integer >= q.bits:
-                msg = f"{name}.integer ({q.integer}) must be smaller than {name}.bits ({q.bits})"
-                raise ValueError(msg)
-        return self
 
 
 class QuantizationConfig(Strict):
@@ -231,6 +229,18 @@ class Recipe(Strict):
             raise ValueError(msg)
         return architecture
 
+    @model_validator(mode="after")
+    def _firmware_can_pool(self) -> Recipe:
+        # hls4ml's mean pooling divides in ap_fixed: exact only as a shift (trigger.hls.precision).
+        n, a = self.data.n_constituents, self.architecture
+        if a.kind == "deepsets" and a.pooling == "mean" and n & (n - 1):
+            msg = (
+                f"mean pooling over {n} constituents: firmware divides exactly only by a power "
+                "of two (set data.n_constituents to 8, 16, 32, ... or use max pooling)"
+            )
+            raise ValueError(msg)
+        return self
+
     def digest(self, *sections: str) -> str:
         """A short hash of the named sections, to tell whether an artifact is up to date."""
         dump = self.model_dump(mode="json")
@@ -241,12 +251,14 @@ class Recipe(Strict):
 
 def _format_validation_error(source: str, error: ValidationError) -> str:
     first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    field = ".".join(str(part) for part in first["loc"])
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{field}'"
     got = first.get("input")
     shown = "" if isinstance(got, dict) else f" (got {got!r})"
-    return f"{source}: {field}: {first['msg']}{shown}"
+    message = first["msg"].removeprefix("Value error, ")
+    where = f"{field}: " if first["loc"] else ""
+    return f"{source}: {where}{message}{shown}"
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:

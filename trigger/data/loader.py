@@ -102,15 +102,22 @@ def _read_file(path: str | Path, n_constituents: int, features: Sequence[str], l
             for name in OBSERVABLES
             if name in f.jet_names
         }
-    _check_values(path, x, y)
+    _check_values(path, x, y, observables)
     return x.astype(np.float32), y.astype(np.float32), observables
 
 
-def _check_values(path: str | Path, x: np.ndarray, y: np.ndarray) -> None:
+def _check_values(
+    path: str | Path, x: np.ndarray, y: np.ndarray, observables: dict[str, np.ndarray]
+) -> None:
     if not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).any(axis=(1, 2)).sum())
         msg = f"{path}: {bad} jets have NaN or infinite constituent features"
         raise TriggerError(msg)
+    for name, values in observables.items():
+        if not np.isfinite(values).all():
+            bad = int((~np.isfinite(values)).sum())
+            msg = f"{path}: {bad} jets have NaN or infinite j_{name}"
+            raise TriggerError(msg)
     if not np.isfinite(y).all() or not np.all(y.sum(axis=1) == 1) or not np.isin(y, (0, 1)).all():
         msg = f"{path}: labels j_g..j_t are not one-hot for every jet"
         raise TriggerError(msg)
@@ -191,21 +198,44 @@ def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[np.ndar
 def _raw_splits(
     config: DataConfig, path: str | Path | Sequence[str | Path] | None
 ) -> list[JetSample]:
-    raw = read_jets(path or config.path, config.n_constituents, config.features, config.max_jets)
+    source = path or config.path
+    raw = read_jets(source, config.n_constituents, config.features, config.max_jets)
+    splits = split_indices(len(raw), config.split, config.split_seed)
+    if min(len(s) for s in splits) == 0:
+        msg = (
+            f"{_name(source)}: {len(raw)} jets are too few for the split {list(config.split)} "
+            "(train, validation and test each need at least one)"
+        )
+        raise TriggerError(msg)
     if config.reweight == "pt_eta":
         raw.weight = flattening_weights(raw)
-    splits = [raw.take(i) for i in split_indices(len(raw), config.split, config.split_seed)]
-    if len(splits[0]) == 0 or len(splits[2]) == 0:
-        msg = f"too few jets ({len(raw)}) for the split {list(config.split)}"
+    return [raw.take(i) for i in splits]
+
+
+def _name(path: str | Path | Sequence[str | Path]) -> str:
+    return str(path) if isinstance(path, str | Path) else ", ".join(map(str, path))
+
+
+def _require_every_class(train: JetSample, path: str | Path | Sequence[str | Path]) -> None:
+    missing = [c for i, c in enumerate(CLASS_NAMES) if not np.any(train.labels == i)]
+    if missing:
+        msg = (
+            f"{_name(path)}: the training split holds no {', '.join(missing)} jets: "
+            "a classifier needs every class"
+        )
         raise TriggerError(msg)
-    return splits
 
 
 def load_dataset(
     config: DataConfig, path: str | Path | Sequence[str | Path] | None = None
 ) -> Dataset:
-    """Read, weight, split and normalise; the preprocessing is fitted on the training split."""
+    """Read, weight, split and normalise; the preprocessing is fitted on the training split.
+
+    Data that cannot train a classifier (an empty split, a class absent from the training
+    split) is refused here, before any training starts.
+    """
     train, validation, test = _raw_splits(config, path)
+    _require_every_class(train, path or config.path)
     preprocessing = fit_preprocessing(train, config.features, config.clip)
     for sample in (train, validation, test):
         sample.x = preprocessing.apply(sample.x)
