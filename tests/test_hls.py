@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import write_synthetic_file
 from tests.constituents import permute_real_constituents
+from trigger.artifacts import TRAIN, seal
 from trigger.config import FirmwareConfig, recipe_from_dict, save_recipe
 from trigger.errors import TriggerError
 
@@ -310,6 +311,7 @@ def _make_run(run_dir: Path, toy_file: Path) -> Any:
     _save(build_float(recipe, 3), run_dir / "float.h5")
     save_recipe(recipe, run_dir / "recipe.yaml")
     load_dataset(recipe.data).preprocessing.save(run_dir / "preprocess.json")
+    seal(run_dir, TRAIN, {})  # a hand-made run, sealed as train-and-compress seals its own
     return recipe
 
 
@@ -363,4 +365,6 @@ def test_cli_synth_without_tools_is_one_line(tmp_path: Path, toy_file: Path) -> 
 def test_cli_missing_run(tmp_path: Path) -> None:
     done = _trigger("emit-hls", str(tmp_path / "nope"))
     assert done.returncode == 2
-    assert "missing student.h5" in done.stderr
+    assert done.stderr == (
+        f"trigger: error: {tmp_path / 'nope'} not found (run `trigger train-and-compress` first)\n"
+    )

@@ -182,5 +182,6 @@ def test_validate_without_artifacts_is_a_one_line_error(tmp_path) -> None:
     result = trigger("validate", "runs/none", "--firmware", "firmware/none", "--out", "v",
                      cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "runs/none/recipe.yaml" in result.stderr
+    expected = "runs/none not found (run `trigger train-and-compress` first)"
+    assert result.stderr == f"trigger: error: {expected}\n"
     assert not (tmp_path / "v").exists()

@@ -241,6 +241,7 @@ def test_emit_hls_rtl_gives_validate_both_models(tmp_path: Path) -> None:
     validate looks for them, and the Verilog equal to the hls4ml emulator."""
     from tests.conftest import write_synthetic_file
     from tests.test_hls import _save
+    from trigger.artifacts import TRAIN, seal
     from trigger.config import save_recipe
     from trigger.data.loader import load_dataset
     from trigger.hls import emit_hls
@@ -258,6 +259,7 @@ def test_emit_hls_rtl_gives_validate_both_models(tmp_path: Path) -> None:
     _save(random_float(recipe), run / "float.h5")
     save_recipe(recipe, run / "recipe.yaml")
     load_dataset(recipe.data).preprocessing.save(run / "preprocess.json")
+    seal(run, TRAIN, {})
     out = emit_hls(run, tmp_path / "firmware" / "toy", rtl=True)
     student, reference = from_reports(out), from_reports(out / FLOAT_REFERENCE_DIR)
     assert student is not None and reference is not None

@@ -8,10 +8,12 @@
                   knowledge distillation (distillation.enabled); weights stored on their grids
     recipe.yaml   the resolved recipe (data.path is the file actually read)
     preprocess.json, history.json, metrics.json
+    artifact.json the run's seal: every file's hash, its identity, the data and recipe it used
 
-All models output logits. Each file is written atomically. The teacher depends only on the data
-file and `distillation.teacher` (+ the data section); it is cached under
-`<out_dir>/../.teachers/<key>/` and reused by any recipe with the same key.
+All models output logits. The directory is built under a temporary name and renamed when
+complete. The teacher depends only on the data file and `distillation.teacher` (+ the data
+section); it is cached under `<out_dir>/../.teachers/<key>/` and reused by any recipe with the
+same key.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trigger import taggers
+from trigger.artifacts import TRAIN, data_identity, stage_output
 from trigger.config import CLASS_NAMES, DataConfig, Recipe, save_recipe
 from trigger.data.loader import Dataset, JetSample, load_dataset
 from trigger.errors import TriggerError
@@ -48,6 +51,7 @@ __all__ = [
     "sparsity",
     "student_metrics",
     "train_and_compress",
+    "train_sources",
     "train_student",
     "train_teacher",
 ]
@@ -394,7 +398,11 @@ def cached_teacher(
     folder = cache_dir / _teacher_key(recipe, data_path)
     if (folder / "teacher.h5").is_file():
         log(f"reusing teacher {folder}")
-        return taggers.load_model(folder / "teacher.h5"), data, folder
+        try:
+            return taggers.load_model(folder / "teacher.h5"), data, folder
+        except TriggerError as error:
+            msg = f"cached teacher unusable: {error}; delete {folder} to train it again"
+            raise TriggerError(msg) from None
     log(f"training teacher ({recipe.distillation.teacher.epochs} epochs max)")
     trained = train_teacher(recipe, data, verbose)
     with atomic_path(folder) as tmp:
@@ -426,14 +434,12 @@ def _save_h5(model: tf.keras.Model, path: Path) -> None:
             tf_logger.setLevel(level)
 
 
-def _save_model(model: tf.keras.Model, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        _save_h5(model, tmp)
+TRAIN_SECTIONS = ("data", "architecture", "quantization", "pruning", "distillation", "training")
 
 
-def _copy(source: Path, target: Path) -> None:
-    with atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)
+def train_sources(recipe: Recipe, data_path: str | Path) -> dict[str, str]:
+    """What a run is made from: the data file's content and the recipe sections training reads."""
+    return {"data": data_identity(data_path), "recipe": recipe.digest(*TRAIN_SECTIONS)}
 
 
 def train_and_compress(
@@ -443,11 +449,14 @@ def train_and_compress(
     teacher_cache: str | Path | None = None,
     verbose: int = 2,
     log: Log = print,
+    replace: bool = False,
 ) -> Path:
-    """Train teacher (if distilling), float reference and student; write the artifacts.
+    """Train teacher (if distilling), float reference and student; write the run directory.
 
-    Returns `out_dir`. `teacher_cache` defaults to `<out_dir>/../.teachers`. `verbose` is
-    Keras's (2: one line per epoch); `log` receives a line per stage.
+    Returns `out_dir`, which appears complete or not at all, sealed with `train_sources`.
+    `replace` lets it replace an earlier run there (never anything else). `teacher_cache`
+    defaults to `<out_dir>/../.teachers`. `verbose` is Keras's (2: one line per epoch); `log`
+    receives a line per stage.
     """
     out_dir = Path(out_dir)
     data_path = Path(data_path or recipe.data.path)
@@ -458,8 +467,16 @@ def train_and_compress(
         update={"data": recipe.data.model_copy(update={"path": str(data_path)})}
     )
     cache = Path(teacher_cache) if teacher_cache else out_dir.resolve().parent / ".teachers"
-
     data = load_dataset(recipe.data, data_path)
+    sources = train_sources(recipe, data_path)
+    with stage_output(out_dir, TRAIN, sources, inputs=[data_path], replace=replace) as tmp:
+        _train_into(tmp, recipe, data_path, data, cache, verbose, log)
+    return out_dir
+
+
+def _train_into(
+    out: Path, recipe: Recipe, data_path: Path, data: Dataset, cache: Path, verbose: int, log: Log
+) -> None:
     metrics: dict[str, Any] = {}
     histories: dict[str, Any] = {}
     teacher_logits = None
@@ -471,19 +488,17 @@ def train_and_compress(
         teacher_logits = fitting_logits(teacher, teacher_data)
         metrics["teacher"] = evaluate(teacher, teacher_data.test)
         histories["teacher"] = json.loads((folder / "history.json").read_text())
-        _copy(folder / "teacher.h5", out_dir / "teacher.h5")
-        _copy(folder / "preprocess.json", out_dir / "teacher_preprocess.json")
+        shutil.copyfile(folder / "teacher.h5", out / "teacher.h5")
+        shutil.copyfile(folder / "preprocess.json", out / "teacher_preprocess.json")
     else:
         log("distillation off: no teacher")
         metrics["teacher"] = None
-        for stale in ("teacher.h5", "teacher_preprocess.json"):
-            (out_dir / stale).unlink(missing_ok=True)
 
     log(f"training float reference ({recipe.training.epochs} epochs max)")
     reference = train_float(recipe, data, verbose)
     metrics["float"] = evaluate(reference.model, data.test)
     histories["float"] = reference.history
-    _save_model(reference.model, out_dir / "float.h5")
+    _save_h5(reference.model, out / "float.h5")
 
     switches = [
         name
@@ -498,12 +513,9 @@ def train_and_compress(
     student = train_student(recipe, data, teacher_logits, verbose, reference.model)
     metrics["student"] = student_metrics(student.model, data.test)
     histories["student"] = student.history
-    _save_model(student.model, out_dir / "student.h5")
+    _save_h5(student.model, out / "student.h5")
 
-    with atomic_path(out_dir / "recipe.yaml") as tmp:
-        save_recipe(recipe, tmp)
-    with atomic_path(out_dir / "preprocess.json") as tmp:
-        data.preprocessing.save(tmp)
-    write_json(out_dir / "history.json", histories)
-    write_json(out_dir / "metrics.json", metrics)
-    return out_dir
+    save_recipe(recipe, out / "recipe.yaml")
+    data.preprocessing.save(out / "preprocess.json")
+    write_json(out / "history.json", histories)
+    write_json(out / "metrics.json", metrics)

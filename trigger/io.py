@@ -5,32 +5,89 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from trigger.errors import TriggerError
+
 # What stages take to report progress, one line per call (the CLI passes click.echo).
 Log = Callable[[str], None]
 
+# `.NAME.tmp-PID` is being built; `.NAME.old-PID` is the output it replaces, for a moment.
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)$")
+
 
 @contextlib.contextmanager
-def atomic_path(final: str | Path) -> Iterator[Path]:
+def atomic_path(
+    final: str | Path, before_replace: Callable[[Path], None] | None = None
+) -> Iterator[Path]:
     """Yield a temporary sibling of `final`; rename it into place only if the block succeeds.
 
-    Works for files and directories alike; on failure the temporary is removed.
+    Works for files and directories alike. On failure the temporary is removed; temporaries
+    left by killed processes are removed before a new one is made. A directory replaces an
+    existing one by two renames, so a reader sees the old or the new directory, never a mix.
+    `before_replace(final)` runs just before the swap (a last check that it may go).
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(final)
+    remove_stale_temporaries(final)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     _remove(tmp)
     try:
         yield tmp
-        _remove(final)
-        os.replace(tmp, final)
+        if before_replace is not None and final.exists():
+            before_replace(final)
+        if final.is_dir() and not final.is_symlink():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            os.replace(final, old)
+            os.replace(tmp, final)
+            _remove(old)
+        else:
+            os.replace(tmp, final)
     except BaseException:
         _remove(tmp)
         raise
+
+
+def make_parent(final: Path) -> None:
+    """Create `final`'s directory, or say in one line why `final` cannot be written there."""
+    for parent in reversed(final.absolute().parents):
+        if parent.exists() and not parent.is_dir():
+            msg = f"cannot write {final}: {parent} is a file, not a directory"
+            raise TriggerError(msg)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        probe = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        probe.mkdir(exist_ok=True)
+        probe.rmdir()
+    except OSError as error:
+        msg = f"cannot write {final}: {error.strerror.lower()}"
+        raise TriggerError(msg) from None
+
+
+def remove_stale_temporaries(final: Path) -> None:
+    """Remove `final`'s temporaries whose process is gone (killed mid-way)."""
+    if not final.parent.is_dir():
+        return
+    for sibling in final.parent.iterdir():
+        match = _TEMPORARY.match(sibling.name)
+        if match and match["name"] == final.name and not _alive(int(match["pid"])):
+            _remove(sibling)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftovers from an earlier failure in this process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _remove(path: Path) -> None:

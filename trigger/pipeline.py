@@ -1,21 +1,20 @@
 """`trigger run`: every stage for one recipe, skipping those whose artifacts are up to date.
 
-A stage is up to date when its output directory holds a stamp whose key matches: a hash of
-the recipe sections it reads and of the bytes of the artifacts it consumes.
+The recipe given (with its overrides) drives every stage. A stage is up to date when its
+output directory is intact (every file as sealed) and was made from the same sources: the
+identities of the artifacts it consumes and the digest of the recipe sections it reads (see
+`trigger.artifacts`). Anything else, including a missing or damaged output, reruns it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from trigger.artifacts import EMIT, TRAIN, current, open_artifact
 from trigger.config import GenerationConfig, Recipe
 from trigger.io import Log
 from trigger.validation.stage import Validation
-
-STAMP = ".stage.json"
 
 
 @dataclass(frozen=True)
@@ -32,28 +31,6 @@ class Layout:
         return cls(root / "runs" / name, root / "firmware" / name, root / "validation" / name)
 
 
-def fingerprint(*paths: Path) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-def _key(*parts: str) -> str:
-    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:16]
-
-
-def _up_to_date(out_dir: Path, key: str) -> bool:
-    stamp = out_dir / STAMP
-    return stamp.is_file() and json.loads(stamp.read_text()).get("key") == key
-
-
-def _stamp(out_dir: Path, key: str) -> None:
-    (out_dir / STAMP).write_text(json.dumps({"key": key}) + "\n")
-
-
 def ensure_data(path: Path, generation: GenerationConfig, workers: int, log: Log) -> Path:
     """The recipe's dataset; generated with its `data.generation` settings when absent."""
     from trigger.data.generate import GenerationSettings, generate
@@ -66,28 +43,37 @@ def ensure_data(path: Path, generation: GenerationConfig, workers: int, log: Log
 
 
 def run_pipeline(recipe: Recipe, workers: int = 2, log: Log = print) -> Validation:
-    from trigger.compress import train_and_compress
-    from trigger.hls import emit_hls
+    from trigger.compress import train_and_compress, train_sources
+    from trigger.hls.stage import emit_hls, emit_sources
     from trigger.validation.stage import validate
 
     layout = Layout.for_recipe(recipe)
     data_path = ensure_data(Path(recipe.data.path), recipe.data.generation, workers, log)
 
-    train_key = _key(recipe.digest("data", "architecture", "quantization", "pruning",
-                                   "distillation", "training"), fingerprint(data_path))  # fmt: skip
-    if _up_to_date(layout.run_dir, train_key):
+    if current(layout.run_dir, TRAIN, train_sources(recipe, data_path)):
         log(f"train-and-compress: {layout.run_dir} is up to date")
     else:
-        train_and_compress(recipe, data_path, layout.run_dir, log=log)
-        _stamp(layout.run_dir, train_key)
+        train_and_compress(recipe, data_path, layout.run_dir, log=log, replace=True)
+    run = open_artifact(layout.run_dir, TRAIN)
 
-    models = [layout.run_dir / f for f in ("student.h5", "float.h5", "preprocess.json")]
-    emit_key = _key(train_key, recipe.digest("firmware"), fingerprint(*models))
-    if _up_to_date(layout.firmware_dir, emit_key):
+    if current(layout.firmware_dir, EMIT, emit_sources(run, recipe, data_path)):
         log(f"emit-hls: {layout.firmware_dir} is up to date")
     else:
-        emit_hls(layout.run_dir, layout.firmware_dir, data_path=data_path, log=log)
-        _stamp(layout.firmware_dir, emit_key)
+        emit_hls(
+            layout.run_dir,
+            layout.firmware_dir,
+            data_path=data_path,
+            firmware=recipe.firmware,
+            replace=True,
+            log=log,
+        )
 
     log(f"validate: {layout.validation_dir}")
-    return validate(layout.run_dir, layout.firmware_dir, layout.validation_dir, data_path)
+    return validate(
+        layout.run_dir,
+        layout.firmware_dir,
+        layout.validation_dir,
+        data_path,
+        validation=recipe.validation,
+        replace=True,
+    )

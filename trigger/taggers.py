@@ -221,7 +221,12 @@ def load_model(path: str | Path) -> tf.keras.Model:
         raise TriggerError(msg)
     import tensorflow as tf
 
-    return tf.keras.models.load_model(path, custom_objects=custom_objects(), compile=False)
+    try:
+        return tf.keras.models.load_model(path, custom_objects=custom_objects(), compile=False)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        msg = f"{path}: not a readable Keras model ({reason})"
+        raise TriggerError(msg) from None
 
 
 def predict(model: tf.keras.Model, x: np.ndarray) -> np.ndarray:

@@ -1,12 +1,16 @@
 """The `trigger` command: a thin layer that parses, calls a stage, and reports.
 
 Heavy imports (TensorFlow, hls4ml, Pythia) live inside the commands so `trigger --help` is
-instant. Every `TriggerError` becomes one line on stderr and exit code 2.
+instant. Every `TriggerError`, and every error of the file system itself (read-only, full,
+no permission), becomes one line on stderr and exit code 2. SIGTERM unwinds like Ctrl-C, so a
+stage removes its temporary output and stops its workers.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import sys
 
 import click
@@ -19,13 +23,29 @@ from trigger.errors import TriggerError
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+# Problems of the machine, not of trigger: reported in one line like any bad input.
+_FILE_SYSTEM_ERRORS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except TriggerError as error:
-            click.echo(f"trigger: error: {error}", err=True)
-            sys.exit(2)
+            _fail(str(error))
+        except OSError as error:
+            if error.errno not in _FILE_SYSTEM_ERRORS:
+                raise
+            _fail(f"{error.filename or 'file system'}: {error.strerror}")
+
+
+def _fail(message: str) -> None:
+    click.echo(f"trigger: error: {message}", err=True)
+    sys.exit(2)
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    sys.exit(128 + signum)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,4 +79,5 @@ _register()
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     cli()

@@ -11,3 +11,9 @@ recipe_overrides = click.option(
     metavar="KEY=VALUE",
     help="Override a recipe value, e.g. --set training.epochs=5 (repeatable).",
 )
+
+force = click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an earlier output of this same command at --out (never anything else).",
+)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from trigger.cli.options import recipe_overrides
+from trigger.cli.options import force, recipe_overrides
 from trigger.config import CLASS_NAMES, load_recipe
 
 
@@ -28,15 +28,20 @@ from trigger.config import CLASS_NAMES, load_recipe
     help="Output directory [default: runs/<recipe name>].",
 )
 @recipe_overrides
+@force
 def train_and_compress_cmd(
-    recipe_path: Path, data_path: Path | None, out_dir: Path | None, overrides: tuple[str, ...]
+    recipe_path: Path,
+    data_path: Path | None,
+    out_dir: Path | None,
+    overrides: tuple[str, ...],
+    force: bool,
 ) -> None:
     """Train the teacher and float reference, then QAT + pruning + distillation of the student.
 
     \b
     Writes teacher.h5, float.h5, student.h5, recipe.yaml, preprocess.json, history.json and
-    metrics.json to --out. A teacher trained for the same data and teacher section is reused
-    from <out>/../.teachers/.
+    metrics.json to --out, which appears complete or not at all. A teacher trained for the
+    same data and teacher section is reused from <out>/../.teachers/.
 
     \b
     Examples:
@@ -50,7 +55,7 @@ def train_and_compress_cmd(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from trigger.compress import train_and_compress  # TensorFlow: imported only when run
 
-    train_and_compress(recipe, data_path, out_dir, verbose=2, log=click.echo)
+    train_and_compress(recipe, data_path, out_dir, verbose=2, log=click.echo, replace=force)
     _print_metrics(out_dir)
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from trigger.cli.options import force
+
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
@@ -30,11 +32,14 @@ import click
     type=click.Path(dir_okay=False, path_type=Path),
     help="Dataset (default: the one the run was trained on).",
 )
-def validate(run_dir: Path, firmware_dir: Path, out_dir: Path, data_path: Path | None) -> None:
+@force
+def validate(
+    run_dir: Path, firmware_dir: Path, out_dir: Path, data_path: Path | None, force: bool
+) -> None:
     """Compare teacher, float reference, QKeras student and firmware emulator on the test split.
 
-    Exits 1 when a gate from the recipe's `validation.gates` fails, naming it, so the command
-    can guard a CI job.
+    The firmware must have been emitted from RUN. Exits 1 when a gate from the recipe's
+    `validation.gates` fails, naming it, so the command can guard a CI job.
 
     \b
     Example:
@@ -42,7 +47,7 @@ def validate(run_dir: Path, firmware_dir: Path, out_dir: Path, data_path: Path |
     """  # fmt: skip
     from trigger.validation.stage import validate as run
 
-    result = run(run_dir, firmware_dir, out_dir, data_path)
+    result = run(run_dir, firmware_dir, out_dir, data_path, replace=force)
     report_gates(result.metrics, result.out_dir)
 
 

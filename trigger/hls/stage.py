@@ -6,10 +6,16 @@ firmware/NAME/ after the stage:
     emulator.json                   how to call it (input/output shapes)
     conversion.json                 every layer's fixed-point types and the steps that set them
     emulation.json                  emulator vs QKeras student on test jets
-    student.h5, recipe.yaml, preprocess.json   what the project was made from
+    student.h5, preprocess.json     what the project was made from
+    recipe.yaml                     the run's recipe with the firmware section used here
     float_reference/                the float model as an HLS project with wide fixed types
-    synthesis.json                  (after --synth) latency, II and resources from the reports
-    rtl/                            (after --rtl) da4ml Verilog, Verilator check, hardware.json
+    synthesis.json                  (with --synth) latency, II and resources from the reports
+    rtl/                            (with --rtl) da4ml Verilog, Verilator check, hardware.json
+    artifact.json                   the seal: every file's hash, and the run, firmware section
+                                    and data it was made from
+
+The directory is built under a temporary name and renamed when complete; each project's
+hls4ml_config.yml names the final directory, so hls4ml's `link_existing_project` opens it.
 """
 
 from __future__ import annotations
@@ -23,20 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from trigger.config import FirmwareConfig, Recipe, load_recipe
+from trigger.artifacts import EMIT, TRAIN, Artifact, data_identity, open_artifact, stage_output
+from trigger.config import FirmwareConfig, Recipe, load_recipe, save_recipe
 from trigger.errors import TriggerError
-from trigger.io import atomic_path, write_json
+from trigger.io import write_json
 
 FLOAT_REFERENCE_DIR = "float_reference"
-RUN_FILES = ("student.h5", "float.h5", "recipe.yaml", "preprocess.json")
 _SYNTH_TOOL = {"Vivado": "vivado_hls", "Vitis": "vitis-run"}
-
-
-def _require_run(run_dir: Path) -> None:
-    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
-    if missing:
-        msg = f"{run_dir}: missing {', '.join(missing)} (run train-and-compress first)"
-        raise TriggerError(msg)
 
 
 def synthesis_tool(firmware: FirmwareConfig) -> str:
@@ -113,16 +112,39 @@ def compare(emulated: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
     }
 
 
+def emit_sources(run: Artifact, recipe: Recipe, data_path: str | Path) -> dict[str, str]:
+    """What firmware is made from: the run, the firmware section, the data it is checked on."""
+    return {
+        "run": run.identity,
+        "recipe": recipe.digest("firmware"),
+        "data": data_identity(data_path),
+    }
+
+
+def _name_final_location(project: Path, tmp: Path, final: Path) -> None:
+    """hls4ml records the directory it wrote to; name the one the project will live in, so
+    `hls4ml.converters.link_existing_project(final)` can compile it."""
+    config = project / "hls4ml_config.yml"
+    config.write_text(config.read_text().replace(str(tmp), str(final.resolve())))
+
+
 def emit_hls(
     run_dir: str | Path,
     out_dir: str | Path,
     *,
     data_path: str | Path | None = None,
+    firmware: FirmwareConfig | None = None,
     synth: bool = False,
     rtl: bool = False,
+    replace: bool = False,
     log: Any = None,
 ) -> Path:
-    """Write the HLS project, compile its emulator, check it on test jets; return `out_dir`."""
+    """Write the HLS project, compile its emulator, check it on test jets; return `out_dir`.
+
+    `firmware` replaces the run's own firmware section (what `trigger run` passes). `out_dir`
+    appears complete or not at all, sealed with `emit_sources`; `replace` lets it replace an
+    earlier firmware there, never anything else.
+    """
     from trigger.data.loader import Preprocessing
     from trigger.hls.convert import convert_float_reference, convert_student
     from trigger.hls.emulator import build_emulator, emulate
@@ -130,8 +152,11 @@ def emit_hls(
 
     say = log or (lambda _msg: None)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    _require_run(run_dir)
+    run = open_artifact(run_dir, TRAIN)
     recipe = load_recipe(run_dir / "recipe.yaml")
+    if firmware is not None:
+        recipe = recipe.model_copy(update={"firmware": firmware})
+    data_path = Path(data_path or recipe.data.path)
     if synth:
         synthesis_tool(recipe.firmware)  # fail before an hour of work, not after
     if rtl:
@@ -148,17 +173,16 @@ def emit_hls(
         )
         raise TriggerError(msg)
     x = emulation_sample(recipe, preprocess, data_path, recipe.firmware.emulation_jets)
-    if len(x) == 0:
-        msg = f"{data_path or recipe.data.path}: the test split holds no jets to check the emulator"
-        raise TriggerError(msg)
+    sources = emit_sources(run, recipe, data_path)
 
-    with atomic_path(out_dir) as tmp:
+    with stage_output(out_dir, EMIT, sources, inputs=[run_dir, data_path], replace=replace) as tmp:
         say(f"emit-hls: converting {run_dir / 'student.h5'}")
         hls_model, plan = convert_student(student, tmp, recipe.firmware)
         say("emit-hls: compiling the C++ emulator (g++)")
         build_emulator(tmp, expected, tuple(student.output_shape[1:]))
-        for name in ("student.h5", "recipe.yaml", "preprocess.json"):
+        for name in ("student.h5", "preprocess.json"):
             shutil.copy2(run_dir / name, tmp / name)
+        save_recipe(recipe, tmp / "recipe.yaml")
         summary = {**plan.summary(), "backend": recipe.firmware.backend}
         summary["firmware"] = recipe.firmware.model_dump(mode="json")
         summary["versions"] = _versions()
@@ -166,6 +190,8 @@ def emit_hls(
         say("emit-hls: writing the float reference project")
         float_model = load_model(run_dir / "float.h5")
         convert_float_reference(float_model, tmp / FLOAT_REFERENCE_DIR, recipe.firmware)
+        for project in (tmp, tmp / FLOAT_REFERENCE_DIR):
+            _name_final_location(project, tmp, out_dir)
 
         emulated = emulate(tmp, x)
         reference = student.predict(x, batch_size=4096, verbose=0)
@@ -173,7 +199,7 @@ def emit_hls(
         result["reference"] = "QKeras student.h5, Keras float32"
         # Keras sums in float32: exact only while every accumulator fits 24 significant bits.
         result["reference_exact"] = summary["keras_float32_exact"]
-        result["data"] = str(data_path or recipe.data.path)
+        result["data"] = str(data_path)
         write_json(tmp / "emulation.json", result)
         del hls_model
         if rtl:
@@ -184,18 +210,18 @@ def emit_hls(
             estimate_float_reference(
                 float_model, tmp / FLOAT_REFERENCE_DIR / "rtl", recipe.firmware
             )
+        if synth:
+            for project in (tmp, tmp / FLOAT_REFERENCE_DIR):
+                say(f"emit-hls: synthesising {project.name or 'the student'}")
+                report = synthesize(project, recipe.firmware)
+                say(
+                    f"emit-hls: latency {report.get('latency_cycles')} cycles, LUT "
+                    f"{report.get('lut')}, FF {report.get('ff')}, DSP {report.get('dsp')}"
+                )
     say(
         f"emit-hls: {out_dir}: {result['jets']} test jets, bit-exact fraction "
         f"{result['bit_exact_fraction']}, top-class agreement {result['top_class_agreement']}"
     )
-    if synth:
-        for project in (out_dir, out_dir / FLOAT_REFERENCE_DIR):
-            say(f"emit-hls: synthesising {project}")
-            report = synthesize(project, recipe.firmware)
-            say(
-                f"emit-hls: {project.name}: latency {report.get('latency_cycles')} cycles, "
-                f"LUT {report.get('lut')}, FF {report.get('ff')}, DSP {report.get('dsp')}"
-            )
     return out_dir
 
 

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from trigger.config import Recipe, load_recipe
+from trigger.artifacts import (
+    EMIT,
+    TRAIN,
+    VALIDATE,
+    Artifact,
+    check_replaceable,
+    data_identity,
+    open_artifact,
+    require_source,
+    stage_output,
+)
+from trigger.config import Recipe, ValidationConfig, load_recipe, save_recipe
 from trigger.data.loader import JetSample, Preprocessing, load_test_split
-from trigger.errors import TriggerError
-from trigger.io import atomic_path, write_json
+from trigger.io import write_json
 from trigger.validation import hardware as hw
 from trigger.validation import report
 from trigger.validation.gates import evaluate_gates, failed
@@ -39,31 +48,26 @@ class Validation:
         return failed(self.metrics["gates"])
 
 
-def _require(path: Path, hint: str) -> Path:
-    if not path.exists():
-        msg = f"{path} not found ({hint})"
-        raise TriggerError(msg)
-    return path
-
-
 def predictions(
     run_dir: Path, firmware_dir: Path, recipe: Recipe, data_path: str | Path
 ) -> tuple[dict[str, np.ndarray], JetSample]:
-    """Logits of every predictor on the same test jets, each under its own input contract."""
+    """Logits of every predictor on the same test jets, each under its own input contract.
+
+    The directories are ones `open_artifact` has checked: every file they need is there.
+    """
     from trigger.hls.emulator import emulate
     from trigger.taggers import load_model, predict
 
-    contract = Preprocessing.load(_require(run_dir / "preprocess.json", "run train-and-compress"))
+    contract = Preprocessing.load(run_dir / "preprocess.json")
     test = load_test_split(recipe.data, contract, data_path)
     outputs: dict[str, np.ndarray] = {}
     if (run_dir / "teacher.h5").is_file():
         teacher_contract = Preprocessing.load(run_dir / "teacher_preprocess.json")
         teacher_x = load_test_split(recipe.data, teacher_contract, data_path).x
         outputs["teacher"] = predict(load_model(run_dir / "teacher.h5"), teacher_x)
-    hint = "run train-and-compress"
-    outputs["float"] = predict(load_model(_require(run_dir / "float.h5", hint)), test.x)
-    outputs["student"] = predict(load_model(_require(run_dir / "student.h5", hint)), test.x)
-    outputs["firmware"] = emulate(_require(firmware_dir, "run emit-hls"), test.x)
+    outputs["float"] = predict(load_model(run_dir / "float.h5"), test.x)
+    outputs["student"] = predict(load_model(run_dir / "student.h5"), test.x)
+    outputs["firmware"] = emulate(firmware_dir, test.x)
     return outputs, test
 
 
@@ -153,16 +157,43 @@ def _plots(outputs, test: JetSample, metrics: dict, recipe: Recipe, out: Path) -
     return plots
 
 
+def validate_sources(run: Artifact, firmware: Artifact, recipe: Recipe, data_path: str | Path):
+    """What a report is made from: the run, its firmware, the gates and the data."""
+    return {
+        "run": run.identity,
+        "firmware": firmware.identity,
+        "recipe": recipe.digest("validation"),
+        "data": data_identity(data_path),
+    }
+
+
 def validate(
     run_dir: str | Path,
     firmware_dir: str | Path,
     out_dir: str | Path,
     data_path: str | Path | None = None,
+    *,
+    validation: ValidationConfig | None = None,
+    replace: bool = False,
 ) -> Validation:
-    """Compare the four predictors; write metrics.json, report.md, report.html and PNGs."""
+    """Compare the four predictors; write metrics.json, report.md, report.html and PNGs.
+
+    The firmware must have been emitted from this run. Its own recipe (the run's, with the
+    firmware section it was built with) is the one reported; `validation` replaces that
+    recipe's validation section (what `trigger run` passes). `out_dir` appears complete or
+    not at all; `replace` lets it replace an earlier report there, never anything else.
+    """
     run_dir, firmware_dir, out_dir = Path(run_dir), Path(firmware_dir), Path(out_dir)
-    recipe = load_recipe(_require(run_dir / "recipe.yaml", "run train-and-compress"))
-    outputs, test = predictions(run_dir, firmware_dir, recipe, data_path or recipe.data.path)
+    run = open_artifact(run_dir, TRAIN)
+    firmware = open_artifact(firmware_dir, EMIT)
+    require_source(firmware, "run", run)
+    recipe = load_recipe(firmware_dir / "recipe.yaml")
+    if validation is not None:
+        recipe = recipe.model_copy(update={"validation": validation})
+    data_path = Path(data_path or recipe.data.path)
+    sources = validate_sources(run, firmware, recipe, data_path)
+    check_replaceable(out_dir, VALIDATE, replace)
+    outputs, test = predictions(run_dir, firmware_dir, recipe, data_path)
     labels = test.labels
     efficiency = recipe.validation.working_point_efficiency
     observables = compare_selections(
@@ -192,12 +223,12 @@ def validate(
         "hardware": hardware,
         "gates": gates,
     }
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir(parents=True)
+    inputs = [run_dir, firmware_dir, data_path]
+    with stage_output(out_dir, VALIDATE, sources, inputs=inputs, replace=replace) as tmp:
         plots = _plots(outputs, test, metrics, recipe, tmp)
         write_json(tmp / "metrics.json", metrics)
         markdown = report.render_markdown(metrics, plots, recipe.name)
         (tmp / "report.md").write_text(markdown)
         (tmp / "report.html").write_text(report.render_html(markdown, tmp, recipe.name))
-        shutil.copyfile(run_dir / "recipe.yaml", tmp / "recipe.yaml")
+        save_recipe(recipe, tmp / "recipe.yaml")
     return Validation(out_dir, metrics)
