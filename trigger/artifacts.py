@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trigger.errors import TriggerError
-from trigger.io import atomic_path, write_json
+from trigger.io import atomic_path, check_writable, write_json
 
 MARKER = "artifact.json"
 TRAIN = "train-and-compress"
@@ -185,13 +185,20 @@ def check_replaceable(out: Path, stage: str, replace: bool) -> None:
         raise TriggerError(msg)
 
 
-def _check_not_an_input(out: Path, inputs: Iterable[str | Path]) -> None:
+def check_output(
+    out: str | Path, stage: str, inputs: Iterable[str | Path] = (), replace: bool = False
+) -> None:
+    """Refuse, with nothing touched, an `out` that overlaps one of the stage's inputs or that
+    holds anything but an earlier output of the same stage (that too without `replace`)."""
+    out = Path(out)
     target = out.resolve()
     for source in inputs:
         source_path = Path(source).resolve()
         if target == source_path or source_path in target.parents or target in source_path.parents:
             msg = f"output {out} overlaps this stage's input {source}: choose another output"
             raise TriggerError(msg)
+    check_replaceable(out, stage, replace)
+    check_writable(out)
 
 
 @contextlib.contextmanager
@@ -205,12 +212,11 @@ def stage_output(
 ) -> Iterator[Path]:
     """A fresh temporary directory that becomes the sealed `out` when the block succeeds.
 
-    Refused up front, with nothing touched: an `out` that overlaps an input, or that holds
-    anything but an earlier output of the same stage (that too without `replace`).
+    `check_output` runs first, and again just before the rename: whatever a user put at `out`
+    while the stage worked is not replaced either.
     """
     out = Path(out)
-    _check_not_an_input(out, inputs)
-    check_replaceable(out, stage, replace)
+    check_output(out, stage, inputs, replace)
     with atomic_path(out, lambda final: check_replaceable(final, stage, replace)) as tmp:
         tmp.mkdir()
         yield tmp

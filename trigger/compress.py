@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trigger import taggers
-from trigger.artifacts import TRAIN, data_identity, stage_output
+from trigger.artifacts import TRAIN, check_output, data_identity, stage_output
 from trigger.config import CLASS_NAMES, DataConfig, Recipe, save_recipe
 from trigger.data.loader import Dataset, JetSample, load_dataset
 from trigger.errors import TriggerError
@@ -438,8 +438,12 @@ TRAIN_SECTIONS = ("data", "architecture", "quantization", "pruning", "distillati
 
 
 def train_sources(recipe: Recipe, data_path: str | Path) -> dict[str, str]:
-    """What a run is made from: the data file's content and the recipe sections training reads."""
-    return {"data": data_identity(data_path), "recipe": recipe.digest(*TRAIN_SECTIONS)}
+    """What a run is made from: the data file's content and the recipe sections training reads.
+
+    The data file counts by its content, not its path: the same file moved trains the same run.
+    """
+    unplaced = recipe.model_copy(update={"data": recipe.data.model_copy(update={"path": ""})})
+    return {"data": data_identity(data_path), "recipe": unplaced.digest(*TRAIN_SECTIONS)}
 
 
 def train_and_compress(
@@ -466,6 +470,7 @@ def train_and_compress(
     recipe = recipe.model_copy(
         update={"data": recipe.data.model_copy(update={"path": str(data_path)})}
     )
+    check_output(out_dir, TRAIN, [data_path], replace)
     cache = Path(teacher_cache) if teacher_cache else out_dir.resolve().parent / ".teachers"
     data = load_dataset(recipe.data, data_path)
     sources = train_sources(recipe, data_path)

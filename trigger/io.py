@@ -52,17 +52,26 @@ def atomic_path(
         raise
 
 
+def check_writable(final: Path) -> None:
+    """Say in one line why `final` cannot be written, without creating anything."""
+    existing = final.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        msg = f"cannot write {final}: {existing} is a file, not a directory"
+        raise TriggerError(msg)
+    if not os.access(existing, os.W_OK):
+        read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
+        reason = "read-only file system" if read_only else f"no permission to write in {existing}"
+        msg = f"cannot write {final}: {reason}"
+        raise TriggerError(msg)
+
+
 def make_parent(final: Path) -> None:
     """Create `final`'s directory, or say in one line why `final` cannot be written there."""
-    for parent in reversed(final.absolute().parents):
-        if parent.exists() and not parent.is_dir():
-            msg = f"cannot write {final}: {parent} is a file, not a directory"
-            raise TriggerError(msg)
+    check_writable(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        probe = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-        probe.mkdir(exist_ok=True)
-        probe.rmdir()
     except OSError as error:
         msg = f"cannot write {final}: {error.strerror.lower()}"
         raise TriggerError(msg) from None

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -200,9 +201,9 @@ def _shard_jets(shard: Shard, settings: GenerationSettings, report) -> list[np.n
     return jets
 
 
-def run_shard(shard: Shard, settings: GenerationSettings, shard_dir: Path, progress=None) -> Path:
+def run_shard(shard: Shard, settings: GenerationSettings, shard_dir: Path) -> Path:
     """Generate one shard and store it atomically as `<shard_dir>/<name>.npz`."""
-    report = progress.put if progress is not None else (lambda n: None)
+    report = _worker.progress.put if _worker.progress is not None else (lambda n: None)
     constituents, jets = jet_arrays(_shard_jets(shard, settings, report), shard.label)
     final = shard_dir / f"{shard.name}.npz"
     with atomic_path(final) as tmp, tmp.open("wb") as handle:
@@ -283,13 +284,10 @@ def _run_missing(missing: list[Shard], settings, shard_dir: Path, workers: int, 
     done_jets = total - sum(s.n_jets for s in missing)
     bar = tqdm(total=total, initial=done_jets, unit="jet", desc="generating", smoothing=0.1)
     context = multiprocessing.get_context("spawn")
+    progress = context.Queue()
     # Leaving the pool's block terminates its workers, whether the shards finished or not.
-    with (
-        context.Manager() as manager,
-        context.Pool(workers, _start_worker, (os.getpid(),)) as pool,
-    ):
-        progress = manager.Queue()
-        results = [pool.apply_async(run_shard, (s, settings, shard_dir, progress)) for s in missing]
+    with context.Pool(workers, _start_worker, (os.getpid(), progress)) as pool:
+        results = [pool.apply_async(run_shard, (s, settings, shard_dir)) for s in missing]
         try:
             while results:
                 time.sleep(0.2)
@@ -302,18 +300,25 @@ def _run_missing(missing: list[Shard], settings, shard_dir: Path, workers: int, 
             bar.close()
 
 
-_parent_pid: int | None = None  # set in workers only
+@dataclass
+class _Worker:
+    """What a generation worker process is given when it starts (unset in the main process)."""
+
+    parent: int | None = None
+    progress: Any = None  # queue of jet counts for the progress bar
 
 
-def _start_worker(parent: int) -> None:
-    global _parent_pid
+_worker = _Worker()
+
+
+def _start_worker(parent: int, progress: Any) -> None:
     _silence_stdout()
-    _parent_pid = parent
+    _worker.parent, _worker.progress = parent, progress
 
 
 def _parent_gone() -> bool:
     """In a worker: whether the main process died outright (SIGKILL) and left it orphaned."""
-    return _parent_pid is not None and os.getppid() != _parent_pid
+    return _worker.parent is not None and os.getppid() != _worker.parent
 
 
 def _silence_stdout() -> None:

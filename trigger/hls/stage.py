@@ -29,7 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from trigger.artifacts import EMIT, TRAIN, Artifact, data_identity, open_artifact, stage_output
+from trigger.artifacts import (
+    EMIT,
+    TRAIN,
+    Artifact,
+    check_output,
+    data_identity,
+    open_artifact,
+    stage_output,
+)
 from trigger.config import FirmwareConfig, Recipe, load_recipe, save_recipe
 from trigger.errors import TriggerError
 from trigger.io import write_json
@@ -145,11 +153,6 @@ def emit_hls(
     appears complete or not at all, sealed with `emit_sources`; `replace` lets it replace an
     earlier firmware there, never anything else.
     """
-    from trigger.data.loader import Preprocessing
-    from trigger.hls.convert import convert_float_reference, convert_student
-    from trigger.hls.emulator import build_emulator, emulate
-    from trigger.taggers import load_model
-
     say = log or (lambda _msg: None)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     run = open_artifact(run_dir, TRAIN)
@@ -157,6 +160,13 @@ def emit_hls(
     if firmware is not None:
         recipe = recipe.model_copy(update={"firmware": firmware})
     data_path = Path(data_path or recipe.data.path)
+    check_output(out_dir, EMIT, [run_dir, data_path], replace)
+
+    from trigger.data.loader import Preprocessing
+    from trigger.hls.convert import convert_float_reference, convert_student
+    from trigger.hls.emulator import build_emulator, emulate
+    from trigger.taggers import load_model
+
     if synth:
         synthesis_tool(recipe.firmware)  # fail before an hour of work, not after
     if rtl:

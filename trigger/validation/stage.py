@@ -13,7 +13,7 @@ from trigger.artifacts import (
     TRAIN,
     VALIDATE,
     Artifact,
-    check_replaceable,
+    check_output,
     data_identity,
     open_artifact,
     require_source,
@@ -192,7 +192,8 @@ def validate(
         recipe = recipe.model_copy(update={"validation": validation})
     data_path = Path(data_path or recipe.data.path)
     sources = validate_sources(run, firmware, recipe, data_path)
-    check_replaceable(out_dir, VALIDATE, replace)
+    inputs = [run_dir, firmware_dir, data_path]
+    check_output(out_dir, VALIDATE, inputs, replace)
     outputs, test = predictions(run_dir, firmware_dir, recipe, data_path)
     labels = test.labels
     efficiency = recipe.validation.working_point_efficiency
@@ -223,7 +224,6 @@ def validate(
         "hardware": hardware,
         "gates": gates,
     }
-    inputs = [run_dir, firmware_dir, data_path]
     with stage_output(out_dir, VALIDATE, sources, inputs=inputs, replace=replace) as tmp:
         plots = _plots(outputs, test, metrics, recipe, tmp)
         write_json(tmp / "metrics.json", metrics)

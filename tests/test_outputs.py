@@ -1,0 +1,440 @@
+"""Never lose a user's work.
+
+Stage outputs appear whole or not at all, carry the identity of what made them, and replace
+only an earlier output of the same stage; `trigger run` follows the recipe it is given; every
+input and output problem is one line and exit 2; a killed stage leaves the previous complete
+output (or nothing) and its rerun succeeds.
+
+Most cases use one tiny `trigger run` over toy jets, copied into each test that changes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from tests.conftest import synthetic_jets, write_synthetic_file
+from trigger.artifacts import EMIT, TRAIN, VALIDATE, open_artifact
+from trigger.cli import cli
+from trigger.data.layout import JET_FEATURES, write_jets_file
+
+pytest.importorskip("qkeras")
+
+TRIGGER = str(Path(sys.executable).with_name("trigger"))
+TINY = {
+    "name": "tiny",
+    "data": {"n_constituents": 8, "features": ["ptrel", "etarel", "phirel"]},
+    "architecture": {"phi": [4], "rho": [4]},
+    "training": {"epochs": 2, "batch_size": 64, "patience": 2},
+    "distillation": {
+        "teacher": {
+            "epochs": 1,
+            "batch_size": 64,
+            "n_constituents": 8,
+            "architecture": {"embed": 8, "blocks": 1, "heads": 2, "rho": [8]},
+        }
+    },
+    "firmware": {"emulation_jets": 100},
+}
+
+
+def trigger(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([TRIGGER, *args], cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    """`result` of a subprocess or of click's CliRunner: exit 2, one `trigger: error:` line."""
+    code = getattr(result, "returncode", getattr(result, "exit_code", None))
+    stderr = result.stderr
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("trigger: error: "), stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def write_tiny_recipe(path: Path, data: Path) -> Path:
+    path.write_text(yaml.safe_dump({**TINY, "data": {**TINY["data"], "path": str(data)}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working directory after `trigger run tiny.yaml`: runs/, firmware/, validation/."""
+    work = tmp_path_factory.mktemp("tiny")
+    write_tiny_recipe(work / "tiny.yaml", write_synthetic_file(work / "toy.h5", 100))
+    result = trigger("run", "tiny.yaml", cwd=work)
+    assert result.returncode in (0, 1), result.stderr  # 1: a gate failed on toy jets
+    return work
+
+
+@pytest.fixture
+def work(tiny_work: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny working directory: its recipe still reads the original toy
+    file, so the copied run, firmware, report and teacher cache are all current."""
+    copy = tmp_path / "work"
+    shutil.copytree(tiny_work, copy, symlinks=True)
+    return copy
+
+
+def identities(work: Path) -> dict[str, str]:
+    return {
+        "run": open_artifact(work / "runs/tiny", TRAIN).identity,
+        "firmware": open_artifact(work / "firmware/tiny", EMIT).identity,
+        "validation": open_artifact(work / "validation/tiny", VALIDATE).identity,
+    }
+
+
+# --- 1. outputs never destroy what a stage did not write -----------------------------------
+
+
+@pytest.mark.slow
+def test_a_directory_no_stage_wrote_is_never_replaced(work: Path) -> None:
+    thesis = work / "u" / "thesis.txt"
+    thesis.parent.mkdir()
+    thesis.write_text("x")
+    for args in (
+        ("emit-hls", "runs/tiny", "--out", "u", "--force"),
+        ("validate", "runs/tiny", "--firmware", "firmware/tiny", "--out", "u", "--force"),
+        ("train-and-compress", "tiny.yaml", "--out", "u", "--force"),
+    ):
+        assert_one_line_error(trigger(*args, cwd=work), "u exists", "no trigger stage wrote")
+        assert thesis.read_text() == "x" and sorted(os.listdir(work / "u")) == ["thesis.txt"]
+
+
+@pytest.mark.slow
+def test_a_stage_never_writes_over_its_own_input(work: Path) -> None:
+    before = identities(work)
+    for args, output in (
+        (("emit-hls", "runs/tiny", "--out", "runs/tiny", "--force"), "runs/tiny"),
+        (("emit-hls", "runs/tiny", "--out", "runs/tiny/fw", "--force"), "runs/tiny/fw"),
+        (("validate", "runs/tiny", "--firmware", "firmware/tiny", "--out", "firmware/tiny",
+          "--force"), "firmware/tiny"),
+    ):  # fmt: skip
+        assert_one_line_error(trigger(*args, cwd=work), f"output {output} overlaps")
+    assert identities(work) == before
+    assert not (work / "runs/tiny/fw").exists()
+
+
+@pytest.mark.slow
+def test_replacing_an_earlier_output_needs_force_and_keeps_foreign_files(work: Path) -> None:
+    result = trigger("emit-hls", "runs/tiny", "--out", "firmware/tiny", cwd=work)
+    assert_one_line_error(result, "earlier `trigger emit-hls` output", "--force")
+    notes = work / "firmware/tiny/notes.txt"
+    notes.write_text("mine")
+    result = trigger("emit-hls", "runs/tiny", "--out", "firmware/tiny", "--force", cwd=work)
+    assert_one_line_error(result, "files trigger did not write (notes.txt)")
+    assert notes.read_text() == "mine"
+    notes.unlink()
+    result = trigger("emit-hls", "runs/tiny", "--out", "firmware/tiny", "--force", cwd=work)
+    assert result.returncode == 0, result.stderr
+    open_artifact(work / "firmware/tiny", EMIT)
+
+
+# --- 2. `trigger run` follows the recipe it is given --------------------------------------
+
+
+@pytest.mark.slow
+def test_run_honours_changed_gates_and_firmware(work: Path) -> None:
+    gate = "validation.gates.max_accuracy_drop=-1"
+    result = trigger("run", "tiny.yaml", "--set", gate, cwd=work)
+    assert result.returncode == 1, result.stderr
+    assert "train-and-compress: runs/tiny is up to date" in result.stdout
+    assert "emit-hls: firmware/tiny is up to date" in result.stdout
+    assert "(limit -1.0) FAILED" in result.stdout
+    assert "max_accuracy_drop" in result.stderr.splitlines()[-1]
+
+    part = "xcku115-flvb2104-2-i"
+    changes = ("--set", "firmware.clock_period=10", "--set", f"firmware.part={part}")
+    result = trigger("run", "tiny.yaml", *changes, cwd=work)
+    assert result.returncode in (0, 1), result.stderr
+    assert "emit-hls: firmware/tiny is up to date" not in result.stdout
+    for project in ("firmware/tiny", "firmware/tiny/float_reference"):
+        config = yaml.safe_load(
+            (work / project / "hls4ml_config.yml").read_text().replace("!keras_model", "")
+        )
+        assert config["ClockPeriod"] == 10.0 and config["Part"] == part
+    reported = yaml.safe_load((work / "validation/tiny/recipe.yaml").read_text())
+    assert reported["firmware"]["clock_period"] == 10.0
+    result = trigger("run", "tiny.yaml", *changes, cwd=work)
+    assert "emit-hls: firmware/tiny is up to date" in result.stdout
+
+
+# --- 3. a run directory is whole: mixtures are refused, damage means retrain ---------------
+
+
+@pytest.mark.slow
+def test_a_mixed_run_directory_is_refused_in_one_line(work: Path) -> None:
+    shutil.copyfile(work / "runs/tiny/student.h5", work / "runs/tiny/float.h5")
+    result = trigger("emit-hls", "runs/tiny", "--out", "fw", cwd=work)
+    assert_one_line_error(result, "runs/tiny: float.h5 changed after")
+    assert not (work / "fw").exists()
+
+
+@pytest.mark.slow
+def test_run_retrains_a_run_whose_student_was_deleted(work: Path) -> None:
+    (work / "runs/tiny/student.h5").unlink()
+    result = trigger("run", "tiny.yaml", cwd=work)
+    assert result.returncode in (0, 1), result.stderr
+    assert "training student" in result.stdout
+    assert "is up to date" not in result.stdout  # the new run makes new firmware too
+    open_artifact(work / "runs/tiny", TRAIN)
+    assert identities(work)["firmware"]
+
+
+# --- 4. firmware belongs to its run -------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_validate_refuses_firmware_emitted_from_another_run(work: Path) -> None:
+    other = ("--out", "runs/other", "--set", "training.seed=8")
+    assert trigger("train-and-compress", "tiny.yaml", *other, cwd=work).returncode == 0
+    assert trigger("emit-hls", "runs/other", "--out", "firmware/other", cwd=work).returncode == 0
+    result = trigger("validate", "runs/tiny", "--firmware", "firmware/other", "--out", "v",
+                     cwd=work)  # fmt: skip
+    assert_one_line_error(result, "firmware/other was made from another run", "runs/tiny")
+    assert not (work / "v").exists()
+
+
+# --- 5. generation: no endless loop, one writer, every worker stopped ----------------------
+
+
+def test_an_empty_eta_window_is_refused_at_once(tmp_path: Path) -> None:
+    args = ("data", "generate", "--out", "x.h5", "--jets-per-class", "5", "--eta-max", "-1")
+    assert_one_line_error(trigger(*args, cwd=tmp_path), "--eta-max must be in (0, 5.0]")
+    assert os.listdir(tmp_path) == []
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines())
+        except (OSError, ValueError):
+            continue
+        if int(fields.get("PPid", "0").strip()) == pid:
+            found.append(int(status.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _start_generation(work: Path) -> subprocess.Popen:
+    args = ["data", "generate", "--out", "x.h5", "--jets-per-class", "100000", "--workers", "2"]
+    process = subprocess.Popen([TRIGGER, *args], cwd=work, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(_children(process.pid)) < 2 or not list(work.glob("x.h5.shards/settings.json")):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    return process
+
+
+@pytest.mark.slow
+def test_a_second_generation_into_the_same_file_is_refused(tmp_path: Path) -> None:
+    first = _start_generation(tmp_path)
+    try:
+        args = ("data", "generate", "--out", "x.h5", "--jets-per-class", "100000")
+        assert_one_line_error(trigger(*args, cwd=tmp_path), "another `trigger data generate`")
+        assert first.poll() is None  # the first one goes on undisturbed
+    finally:
+        first.kill()
+        first.wait()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_generation_and_all_its_workers(tmp_path: Path) -> None:
+    process = _start_generation(tmp_path)
+    children = _children(process.pid)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 30
+    while any(_running(pid) for pid in children):
+        assert time.monotonic() < deadline, [p for p in children if _running(p)]
+        time.sleep(0.1)
+    assert not (tmp_path / "x.h5").exists()
+
+
+# --- 6. one line, never a traceback --------------------------------------------------------
+
+
+def _train_on(data: Path, tmp_path: Path):
+    recipe = write_tiny_recipe(tmp_path / "tiny.yaml", data)
+    args = ["train-and-compress", str(recipe), "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(cli, args)
+    assert not (tmp_path / "run").exists()
+    return result
+
+
+@pytest.mark.parametrize(
+    ("defect", "message"),
+    [
+        ("nan_pt", "1 jets have NaN or infinite j_pt"),
+        ("nan_softdrop_mass", "1 jets have NaN or infinite j_mass_mmdt"),
+        ("no_jets", "0 jets are too few for the split"),
+        ("three_jets", "3 jets are too few for the split"),
+        ("no_top", "the training split holds no t jets"),
+    ],
+)
+def test_data_that_cannot_train_is_refused_before_training(tmp_path, defect, message) -> None:
+    constituents, jets = synthetic_jets(20, seed=1)
+    if defect.startswith("nan"):
+        column = "j_pt" if defect == "nan_pt" else "j_mass_mmdt"
+        jets[7, JET_FEATURES.index(column)] = np.nan
+    kept = {
+        "no_jets": slice(0, 0),
+        "three_jets": slice(0, 3),
+        "no_top": jets[:, JET_FEATURES.index("j_t")] == 0,
+    }.get(defect, slice(None))
+    write_jets_file(tmp_path / "bad.h5", constituents[kept], jets[kept])
+    assert_one_line_error(_train_on(tmp_path / "bad.h5", tmp_path), message)
+
+
+@pytest.mark.slow
+def test_a_truncated_model_is_one_line(work: Path) -> None:
+    from trigger.errors import TriggerError
+    from trigger.taggers import load_model
+
+    student = work / "runs/tiny/student.h5"
+    student.write_bytes(student.read_bytes()[:4000])
+    result = trigger("emit-hls", "runs/tiny", "--out", "fw", cwd=work)
+    assert_one_line_error(result, "runs/tiny: student.h5 changed after")
+    with pytest.raises(TriggerError, match=r"student\.h5: not a readable Keras model"):
+        load_model(student)
+
+    (teacher,) = (work / "runs/.teachers").glob("*/teacher.h5")
+    teacher.write_bytes(teacher.read_bytes()[:4000])
+    result = trigger("train-and-compress", "tiny.yaml", "--out", "runs/again", cwd=work)
+    assert_one_line_error(result, "cached teacher unusable", f"delete {teacher.parent}")
+    assert not (work / "runs/again").exists()
+
+
+@pytest.mark.slow
+def test_an_output_under_a_file_is_one_line(work: Path) -> None:
+    result = trigger("emit-hls", "runs/tiny", "--out", "tiny.yaml/fw", cwd=work)
+    assert_one_line_error(result, "cannot write tiny.yaml/fw", "tiny.yaml is a file")
+    args = ("data", "generate", "--out", "tiny.yaml/x.h5", "--jets-per-class", "5")
+    assert_one_line_error(trigger(*args, cwd=work), "tiny.yaml is a file")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root mounts")
+def test_an_output_on_a_read_only_file_system_is_one_line(work: Path) -> None:
+    (work / "ro").mkdir()
+    command = (
+        f"mount -t tmpfs -o ro tmpfs ro && exec {TRIGGER} validate runs/tiny "
+        "--firmware firmware/tiny --out ro/v"
+    )
+    result = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", command], cwd=work, capture_output=True, text=True
+    )
+    assert_one_line_error(result, "cannot write ro/v: read-only file system")
+
+
+# --- 7. nonsense a recipe can no longer ask for --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("quantization.input={bits: 8, integer: 9}", "quantization.input: integer (9)"),
+        ("quantization.output={bits: 6, integer: 6}", "quantization.output: integer (6)"),
+        ("data.n_constituents=12", "mean pooling over 12 constituents"),
+    ],
+)
+def test_a_recipe_firmware_cannot_build_is_refused_at_load(tmp_path, override, message) -> None:
+    data = write_synthetic_file(tmp_path / "toy.h5", 20)
+    recipe = write_tiny_recipe(tmp_path / "tiny.yaml", data)
+    args = ["train-and-compress", str(recipe), "--out", str(tmp_path / "run"), "--set", override]
+    assert_one_line_error(CliRunner().invoke(cli, args), message)
+    assert not (tmp_path / "run").exists()
+
+
+# --- 8. the emitted project opens with hls4ml itself ---------------------------------------
+
+
+@pytest.mark.slow
+# hls4ml's link_existing_project leaves hls4ml_config.yml open (utils/link.py).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_emitted_project_opens_with_hls4ml(work: Path) -> None:
+    import hls4ml
+
+    from trigger.hls import emulate
+    from trigger.taggers import load_model, predict
+
+    assert trigger("emit-hls", "runs/tiny", "--out", "fw", cwd=work).returncode == 0
+    x = np.random.default_rng(0).normal(0, 2, (64, 8, 3)).astype(np.float32)
+    linked = hls4ml.converters.link_existing_project(str(work / "fw"))
+    linked.compile()
+    emulated = emulate(work / "fw", x)
+    np.testing.assert_array_equal(linked.predict(x).reshape(len(x), -1), emulated)
+    np.testing.assert_array_equal(emulated, predict(load_model(work / "runs/tiny/student.h5"), x))
+    linked = hls4ml.converters.link_existing_project(str(work / "fw/float_reference"))
+    linked.compile()
+    assert np.isfinite(linked.predict(x)).all()
+
+
+# --- killed mid-way: the previous output or nothing, and the rerun succeeds ----------------
+
+
+def kill_while_writing(args: list[str], work: Path, out: Path) -> int:
+    """Start a stage, SIGKILL it once its temporary output holds a file; return its pid."""
+    process = subprocess.Popen([TRIGGER, *args], cwd=work, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    tmp = out.with_name(f".{out.name}.tmp-{process.pid}")
+    deadline = time.monotonic() + 600
+    while not (tmp.is_dir() and any(tmp.iterdir())):
+        assert process.poll() is None, f"{args[0]} ended before it wrote anything"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.kill()
+    process.wait()
+    assert tmp.exists()  # killed half-way: its temporary is left behind
+    return process.pid
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("stage", "args", "out"),
+    [
+        (TRAIN, ["train-and-compress", "tiny.yaml", "--out", "runs/tiny"], "runs/tiny"),
+        (EMIT, ["emit-hls", "runs/tiny", "--out", "firmware/tiny"], "firmware/tiny"),
+        (VALIDATE, ["validate", "runs/tiny", "--firmware", "firmware/tiny", "--out",
+                    "validation/tiny"], "validation/tiny"),
+    ],
+)  # fmt: skip
+def test_a_killed_stage_leaves_the_previous_output(work: Path, stage, args, out) -> None:
+    before = open_artifact(work / out, stage)
+    pid = kill_while_writing([*args, "--force"], work, work / out)
+    assert open_artifact(work / out, stage) == before
+    result = trigger(*args, "--force", cwd=work)
+    assert result.returncode in (0, 1), result.stderr  # 1: a gate failed on toy jets
+    assert open_artifact(work / out, stage).sources == before.sources
+    assert not (work / out).with_name(f".{Path(out).name}.tmp-{pid}").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_first_training_leaves_nothing(work: Path) -> None:
+    args = ["train-and-compress", "tiny.yaml", "--out", "runs/fresh"]
+    pid = kill_while_writing(args, work, work / "runs/fresh")
+    assert not (work / "runs/fresh").exists()
+    result = trigger(*args, cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((work / "runs/fresh/artifact.json").read_text())["stage"] == TRAIN
+    assert not (work / f"runs/.fresh.tmp-{pid}").exists()
