@@ -19,10 +19,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The whole pipeline on the default recipe; data/demo.h5 (2,000 jets per class) is generated
-# on first use. The report lands in validation/default/report.html.
+# on first use. The report lands in validation/default/report.html, the dataset's plot beside the
+# dataset (data/demo.png).
 demo: $(STAMP)
 	$(BIN)/trigger run models/default.yaml --workers $(WORKERS)
-	$(BIN)/trigger data inspect data/demo.h5 --plot validation/default/dataset.png
+	$(BIN)/trigger data inspect data/demo.h5 --plot data/demo.png
 
 test: $(STAMP)
 	$(BIN)/ruff check trigger tests scripts

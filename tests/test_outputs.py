@@ -25,7 +25,15 @@ import yaml
 from click.testing import CliRunner
 
 from tests.conftest import synthetic_jets, write_synthetic_file
-from trigger.artifacts import EMIT, TRAIN, VALIDATE, open_artifact
+from trigger.artifacts import (
+    EMIT,
+    TRAIN,
+    VALIDATE,
+    check_output,
+    open_artifact,
+    require_source,
+    seal,
+)
 from trigger.cli import cli
 from trigger.data.layout import JET_FEATURES, write_jets_file
 
@@ -188,9 +196,9 @@ def test_run_retrains_a_run_whose_student_was_deleted(work: Path) -> None:
     result = trigger("run", "tiny.yaml", cwd=work)
     assert result.returncode in (0, 1), result.stderr
     assert "training student" in result.stdout
-    assert "is up to date" not in result.stdout  # the new run makes new firmware too
-    open_artifact(work / "runs/tiny", TRAIN)
-    assert identities(work)["firmware"]
+    assert "train-and-compress: runs/tiny is up to date" not in result.stdout
+    run = open_artifact(work / "runs/tiny", TRAIN)
+    require_source(open_artifact(work / "firmware/tiny", EMIT), "run", run)
 
 
 # --- 4. firmware belongs to its run -------------------------------------------------------
@@ -210,9 +218,16 @@ def test_validate_refuses_firmware_emitted_from_another_run(work: Path) -> None:
 # --- 5. generation: no endless loop, one writer, every worker stopped ----------------------
 
 
-def test_an_empty_eta_window_is_refused_at_once(tmp_path: Path) -> None:
-    args = ("data", "generate", "--out", "x.h5", "--jets-per-class", "5", "--eta-max", "-1")
-    assert_one_line_error(trigger(*args, cwd=tmp_path), "--eta-max must be in (0, 5.0]")
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [
+        (("--eta-max", "-1"), "--eta-max must be in (0, 5.0]"),
+        (("--pt-min", "7000", "--pt-max", "8000"), "min < 6500 GeV (half the collision energy)"),
+    ],
+)
+def test_an_empty_window_is_refused_at_once(tmp_path: Path, window, message) -> None:
+    args = ("data", "generate", "--out", "x.h5", "--jets-per-class", "5", *window)
+    assert_one_line_error(trigger(*args, cwd=tmp_path), message)
     assert os.listdir(tmp_path) == []
 
 
@@ -391,6 +406,29 @@ def test_emitted_project_opens_with_hls4ml(work: Path) -> None:
 
 
 # --- killed mid-way: the previous output or nothing, and the rerun succeeds ----------------
+
+
+def test_leftovers_of_killed_writers_are_cleared_or_put_back(tmp_path: Path) -> None:
+    from trigger.io import atomic_path
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # a pid whose process is gone, as after a SIGKILL
+    out = tmp_path / "firmware" / "x"
+    half_built = out.with_name(f".x.tmp-{finished.pid}")
+    swapped_out = out.with_name(f".x.old-{finished.pid}")
+    running = out.with_name(".x.tmp-1")  # pid 1 runs: its temporary is left alone
+    for folder in (half_built, swapped_out, running):
+        folder.mkdir(parents=True)
+        (folder / "a.txt").write_text(folder.name)
+    seal(swapped_out, EMIT, {})
+    # Killed between its two renames: the complete earlier output goes back into place.
+    check_output(out, EMIT, replace=True)
+    assert (out / "a.txt").read_text() == swapped_out.name
+    assert not half_built.exists() and not swapped_out.exists() and running.exists()
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+    assert not any(out.iterdir())
+    assert sorted(p.name for p in out.parent.iterdir()) == [".x.tmp-1", "x"]
 
 
 def kill_while_writing(args: list[str], work: Path, out: Path) -> int:

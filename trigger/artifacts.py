@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trigger.errors import TriggerError
-from trigger.io import atomic_path, check_writable, write_json
+from trigger.io import atomic_path, check_writable, remove_stale_temporaries, write_json
 
 MARKER = "artifact.json"
 TRAIN = "train-and-compress"
@@ -163,13 +163,12 @@ def check_replaceable(out: Path, stage: str, replace: bool) -> None:
         return
     artifact = read_artifact(out) if out.is_dir() else None
     if artifact is None or artifact.stage != stage:
-        what = (
-            "not a directory"
-            if not out.is_dir()
-            else f"an output of `trigger {artifact.stage}`"
-            if artifact
-            else "a directory that no trigger stage wrote"
-        )
+        if not out.is_dir():
+            what = "not a directory"
+        elif artifact is None:
+            what = "a directory that no trigger stage wrote"
+        else:
+            what = f"an output of `trigger {artifact.stage}`"
         msg = f"{out} exists and is {what}: choose another output directory (nothing was changed)"
         raise TriggerError(msg)
     if not replace:
@@ -191,6 +190,7 @@ def check_output(
     """Refuse, with nothing touched, an `out` that overlaps one of the stage's inputs or that
     holds anything but an earlier output of the same stage (that too without `replace`)."""
     out = Path(out)
+    remove_stale_temporaries(out)
     target = out.resolve()
     for source in inputs:
         source_path = Path(source).resolve()

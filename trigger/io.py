@@ -17,7 +17,7 @@ from trigger.errors import TriggerError
 Log = Callable[[str], None]
 
 # `.NAME.tmp-PID` is being built; `.NAME.old-PID` is the output it replaces, for a moment.
-_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)$")
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)$")
 
 
 @contextlib.contextmanager
@@ -78,12 +78,20 @@ def make_parent(final: Path) -> None:
 
 
 def remove_stale_temporaries(final: Path) -> None:
-    """Remove `final`'s temporaries whose process is gone (killed mid-way)."""
+    """Clear what processes killed mid-way left beside `final`.
+
+    A half-built `.NAME.tmp-PID` is removed. A `.NAME.old-PID` is the complete output a killed
+    process was swapping out: it goes back into place when `final` is missing, else it goes.
+    """
     if not final.parent.is_dir():
         return
-    for sibling in final.parent.iterdir():
+    for sibling in sorted(final.parent.iterdir()):
         match = _TEMPORARY.match(sibling.name)
-        if match and match["name"] == final.name and not _alive(int(match["pid"])):
+        if not match or match["name"] != final.name or _alive(int(match["pid"])):
+            continue
+        if match["kind"] == "old" and not final.exists():
+            os.replace(sibling, final)
+        else:
             _remove(sibling)
 
 
@@ -95,7 +103,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # it exists, under another user
     return True
 
 

@@ -39,8 +39,9 @@ JET_RADIUS = 0.8
 # Particles entering the clustering: |eta| < 5, roughly a calorimeter's reach.
 PARTICLE_ETA_MAX = 5.0
 
+COLLISION_ENERGY = 13000.0  # GeV
 COMMON_SETTINGS = (
-    "Beams:eCM = 13000.",
+    f"Beams:eCM = {COLLISION_ENERGY:.0f}.",
     "ParticleDecays:limitTau0 = on",
     "ParticleDecays:tau0Max = 10.",
     "Print:quiet = on",
@@ -90,8 +91,11 @@ class GenerationSettings:
         if not 1 <= self.seed <= 900_000_000:
             msg = f"--seed must be between 1 and 900000000 (Pythia's range), got {self.seed}"
             raise TriggerError(msg)
-        if not 0 < self.pt_min < self.pt_max:
-            msg = f"pT window must satisfy 0 < min < max, got [{self.pt_min}, {self.pt_max}]"
+        if not 0 < self.pt_min < min(self.pt_max, COLLISION_ENERGY / 2):
+            msg = (
+                f"pT window must satisfy 0 < min < max and min < {COLLISION_ENERGY / 2:g} GeV "
+                f"(half the collision energy), got [{self.pt_min}, {self.pt_max}]"
+            )
             raise TriggerError(msg)
         # Jets are matched inside |eta| < eta_max of particles within |eta| < PARTICLE_ETA_MAX:
         # outside (0, PARTICLE_ETA_MAX] no jet ever passes and generation would never end.
@@ -141,10 +145,11 @@ def _make_pythia(shard: Shard, settings: GenerationSettings):
     ):
         if not pythia.readString(line):
             msg = f"Pythia rejected the setting '{line}'"
-            raise RuntimeError(msg)
+            raise TriggerError(msg)
     if not pythia.init():
-        msg = f"Pythia failed to initialise for class {cls}"
-        raise RuntimeError(msg)
+        window = f"{settings.pt_min:g}-{settings.pt_max:g} GeV"
+        msg = f"Pythia failed to initialise for class {cls} (jet pT window {window})"
+        raise TriggerError(msg)
     return pythia
 
 
