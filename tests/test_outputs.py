@@ -408,6 +408,15 @@ def test_emitted_project_opens_with_hls4ml(work: Path) -> None:
 # --- killed mid-way: the previous output or nothing, and the rerun succeeds ----------------
 
 
+def test_a_file_output_is_replaced_whole(tmp_path: Path) -> None:
+    from trigger.io import write_json
+
+    for version in (1, 2):  # e.g. a plot or a manifest written again
+        write_json(tmp_path / "out" / "a.json", {"version": version})
+    assert json.loads((tmp_path / "out" / "a.json").read_text()) == {"version": 2}
+    assert os.listdir(tmp_path / "out") == ["a.json"]
+
+
 def test_leftovers_of_killed_writers_are_cleared_or_put_back(tmp_path: Path) -> None:
     from trigger.io import atomic_path
 

@@ -54,7 +54,7 @@ def atomic_path(
 
 def check_writable(final: Path) -> None:
     """Say in one line why `final` cannot be written, without creating anything."""
-    existing = final.absolute()
+    existing = final.absolute().parent
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
