@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -333,10 +334,44 @@ def test_emit_hls_stage(tmp_path: Path, toy_file: Path) -> None:
     for name in expected:
         assert (out / name).exists(), name
     assert not list(tmp_path.glob("firmware/.toy.tmp-*"))
+    assert emulation["testbench"] == {
+        "jets": 400,
+        "exit_code": 0,
+        "printed": "bit-exact: 400 of 400 jets",
+    }
+    assert_testbench_proves_exactness(out, tmp_path / "copy")
     # Later stages run the emulator from the directory alone.
     x = np.random.default_rng(0).normal(0, 2, (64, 16, 3)).astype(np.float32)
     student = load_model(out / "student.h5")
     np.testing.assert_array_equal(emulate(out, x), student.predict(x, verbose=0))
+
+
+def assert_testbench_proves_exactness(project: Path, scratch: Path) -> None:
+    """The emitted C-simulation testbench, built with g++ from the project's own files, passes;
+    with one weight of the firmware changed it fails, names the mismatch and exits non-zero."""
+    import re
+
+    from trigger.hls.testbench import build_testbench, run_testbench
+
+    shutil.copytree(project, scratch)
+    build_testbench(scratch)
+    done = run_testbench(scratch)
+    jets = len((scratch / "tb_data" / "tb_input_features.dat").read_text().splitlines())
+    assert jets > 0 and done.returncode == 0, done.stdout
+    assert done.stdout.strip().splitlines()[-1] == f"bit-exact: {jets} of {jets} jets"
+
+    weights = sorted((scratch / "firmware" / "weights").glob("w*.h"))[0]
+    text = weights.read_text()
+    values = text.index("{")  # the array, past the header comments
+    first = re.compile(r"(?<=[{ ])(-?)(0\.\d*[1-9]\d*|[1-9]\.\d+)").search(text, values)
+    assert first is not None, weights
+    flipped = ("" if first[1] else "-") + first[2]  # one nonzero weight changes sign
+    weights.write_text(text[: first.start()] + flipped + text[first.end() :])
+    build_testbench(scratch)
+    done = run_testbench(scratch)
+    assert done.returncode == 1, done.stdout
+    assert "MISMATCH jet" in done.stdout
+    assert not done.stdout.strip().endswith(f"bit-exact: {jets} of {jets} jets")
 
 
 def _trigger(*args: str, path: str | None = None) -> subprocess.CompletedProcess:

@@ -109,6 +109,15 @@ def test_default_recipe_firmware_is_bit_exact_on_every_real_jet(pipeline, real_j
 
 
 @pytest.mark.slow
+def test_default_recipe_testbench_proves_exactness(pipeline, tmp_path) -> None:
+    from tests.test_hls import assert_testbench_proves_exactness
+
+    testbench = json.loads((pipeline / "firmware/demo/emulation.json").read_text())["testbench"]
+    assert testbench == {"jets": 500, "exit_code": 0, "printed": "bit-exact: 500 of 500 jets"}
+    assert_testbench_proves_exactness(pipeline / "firmware/demo", tmp_path / "firmware")
+
+
+@pytest.mark.slow
 def test_second_recipe_firmware_is_bit_exact_on_every_real_jet(real_jets, tmp_path) -> None:
     from trigger.compress import train_and_compress
     from trigger.config import load_recipe

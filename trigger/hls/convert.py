@@ -170,6 +170,13 @@ def check_contract(model: Any) -> list[LayerPlan]:
     return plans
 
 
+def quantize_inputs(model: Any, x: np.ndarray) -> np.ndarray:
+    """Jets on the input port's grid, as the model's own input quantizer puts them (round half
+    to even, saturate), whatever that layer is called; float32 in, as Keras takes inputs."""
+    quantizer = check_contract(model)[1].layer.quantizer
+    return np.asarray(quantizer(np.asarray(x, np.float32)), np.float64)
+
+
 # --- steps ----------------------------------------------------------------------------------
 
 
@@ -197,6 +204,8 @@ def quantize_weights(plan: Plan) -> None:
         pairs = [(layer.kernel, layer.kernel_quantizer_internal)]
         if layer.use_bias:
             pairs.append((layer.bias, layer.bias_quantizer_internal))
+        for _, quantizer in pairs:
+            quantizer_format(quantizer, lp.name)  # names any setting with no fixed-point form
         values = [q(w).numpy() for w, q in pairs]
         for v, (_, q) in zip(values, pairs, strict=True):
             if not np.array_equal(q(v).numpy(), v):
@@ -227,7 +236,8 @@ def _dense(plan: Plan, lp: LayerPlan, x: Fixed) -> None:
     lp.accumulation = acc
     # Values are already on these grids: plain types, no rounding or saturation logic.
     lp.precision["weight"] = Fixed(w.width, w.integer, w.signed)
-    lp.precision["bias"] = Fixed(b.width, b.integer, b.signed) if b else Fixed(w.width, w.integer)
+    if b is not None:  # without a bias hls4ml adds zeros of its own type, which change no sum
+        lp.precision["bias"] = Fixed(b.width, b.integer, b.signed)
     lp.precision["accum"] = acc.accum
     # The sum is passed on exactly; the following QActivation rounds it.
     lp.precision["result"] = acc.accum

@@ -63,6 +63,44 @@ def _std_flag(gxx: str) -> str:
     return "-std=c++23" if probe.returncode == 0 else "-std=c++14"
 
 
+def compile_project(
+    project_dir: Path,
+    sources: list[Path],
+    output: Path,
+    *,
+    shared: bool,
+    optimization: str = "-O3",
+) -> Path:
+    """Compile `sources` against the project's firmware and ap_types headers with g++.
+
+    Links a shared library (`shared`) or an executable at `output`; on failure, the compiler's
+    messages go to `build.log` beside it and the first error is raised in one line.
+    """
+    gxx = _compiler()
+    flags = [optimization, "-fPIC", _std_flag(gxx), f"-I{project_dir / 'firmware' / 'ap_types'}"]
+    flags += [f"-I{project_dir}", f"-I{project_dir / 'firmware'}"]
+    units = [(source, output.with_name(f"{output.name}.{source.stem}.o")) for source in sources]
+
+    def run(command: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(command, capture_output=True, text=True, check=False)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the units compile in parallel
+        results = list(pool.map(run, ([gxx, *flags, "-c", str(s), "-o", str(o)] for s, o in units)))
+    if all(r.returncode == 0 for r in results):
+        link = [gxx, *(["-shared"] if shared else []), *(str(o) for _, o in units)]
+        results.append(run([*link, "-o", str(output)]))
+    for _, obj in units:
+        obj.unlink(missing_ok=True)
+    failed = [r for r in results if r.returncode != 0]
+    if failed:
+        log = output.with_name("build.log")
+        log.write_text(failed[0].stderr)
+        first = next((ln for ln in failed[0].stderr.splitlines() if "error" in ln), "see log")
+        msg = f"{output.name} build failed ({log}): {first.strip()}"
+        raise TriggerError(msg)
+    return output
+
+
 def build_emulator(
     project_dir: str | Path,
     input_shape: tuple[int, ...],
@@ -80,38 +118,10 @@ def build_emulator(
     out.mkdir(exist_ok=True)
     n_in, n_out = int(np.prod(input_shape)), int(np.prod(output_shape))
     (out / "batch.cpp").write_text(_BATCH_SOURCE.format(project=project, n_in=n_in, n_out=n_out))
-    gxx = _compiler()
-    flags = [optimization, "-fPIC", _std_flag(gxx), f"-I{project_dir / 'firmware' / 'ap_types'}"]
-    flags += [f"-I{project_dir}", f"-I{project_dir / 'firmware'}"]
-    units = [(firmware, out / "firmware.o"), (out / "batch.cpp", out / "batch.o")]
-
-    def compile_unit(unit: tuple[Path, Path]) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [gxx, *flags, "-c", str(unit[0]), "-o", str(unit[1])],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-
-    with ThreadPoolExecutor(max_workers=2) as pool:  # the two units compile in parallel
-        results = list(pool.map(compile_unit, units))
-    link = None
-    if all(r.returncode == 0 for r in results):
-        link = subprocess.run(
-            [gxx, "-shared", *(str(u[1]) for u in units), "-o", str(out / LIBRARY)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        results.append(link)
-    for unit in units:
-        unit[1].unlink(missing_ok=True)
-    failed = [r for r in results if r.returncode != 0]
-    if failed:
-        (out / "build.log").write_text(failed[0].stderr)
-        first = next((ln for ln in failed[0].stderr.splitlines() if "error" in ln), "see log")
-        msg = f"emulator build failed ({out / 'build.log'}): {first.strip()}"
-        raise TriggerError(msg)
+    compile_project(
+        project_dir, [firmware, out / "batch.cpp"], out / LIBRARY, shared=True,
+        optimization=optimization,
+    )  # fmt: skip
     meta = {
         "library": f"{EMULATOR_DIR}/{LIBRARY}",
         "project": project,
@@ -155,8 +165,12 @@ class Emulator:
         if x.shape[1:] != self.input_shape:
             msg = f"emulator expects jets of shape {self.input_shape}, got {x.shape[1:]}"
             raise TriggerError(msg)
-        # float32 -> float64 is exact; the C++ side rounds double -> input_t like the quantizer.
-        flat = np.ascontiguousarray(x.reshape(len(x), self._n_in), dtype=np.float64)
+        # Inputs are taken as Keras takes them, in float32 (a float64 value near a rounding tie
+        # of the input grid could round the other way); float32 -> float64 is then exact, and
+        # the C++ side rounds double -> input_t as the input quantizer does.
+        flat = np.ascontiguousarray(
+            x.reshape(len(x), self._n_in).astype(np.float32), dtype=np.float64
+        )
         out = np.empty((len(x), self._n_out), np.float64)
         # One call per thread on a contiguous slice; ctypes releases the GIL during the call.
         # The firmware C++ keeps no mutable state between jets, so slices run concurrently.

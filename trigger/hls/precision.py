@@ -87,10 +87,14 @@ def significant_bits(bound: Fraction, fractional: int) -> int:
     return max(1, units.bit_length())
 
 
-def _cfg(quantizer: Any) -> tuple[str, dict[str, Any]]:
+SUPPORTED_QUANTIZERS = "quantized_bits(bits, integer) or quantized_relu(bits, integer)"
+
+
+def _cfg(quantizer: Any, where: str) -> tuple[str, dict[str, Any]]:
     config = quantizer.get_config() if hasattr(quantizer, "get_config") else None
     if config is None:
-        msg = f"quantizer {quantizer!r} has no configuration"
+        name = getattr(quantizer, "__name__", type(quantizer).__name__)
+        msg = f"layer '{where}': '{name}' is not a QKeras quantizer (use {SUPPORTED_QUANTIZERS})"
         raise TriggerError(msg)
     return type(quantizer).__name__, config
 
@@ -101,7 +105,7 @@ def _reject(where: str, quantizer: str, what: str) -> TriggerError:
 
 def quantizer_format(quantizer: Any, where: str) -> Fixed:
     """The exact ap_fixed format of a QKeras `quantized_bits` or `quantized_relu` quantizer."""
-    name, c = _cfg(quantizer)
+    name, c = _cfg(quantizer, where)
     bits, integer = int(c["bits"]), int(c.get("integer", 0))
     if c.get("use_stochastic_rounding"):
         raise _reject(where, name, "stochastic rounding")
@@ -129,9 +133,7 @@ def quantizer_format(quantizer: Any, where: str) -> Fixed:
             raise _reject(where, name, "qnoise_factor != 1")
         # round(x * 2^(bits-integer)) clipped to [0, 2^bits - 1]
         return Fixed(bits, integer, False, "RND_CONV", "SAT")
-    msg = (
-        f"layer '{where}': quantizer {name} is not supported (use quantized_bits or quantized_relu)"
-    )
+    msg = f"layer '{where}': quantizer {name} is not supported (use {SUPPORTED_QUANTIZERS})"
     raise TriggerError(msg)
 
 

@@ -5,7 +5,10 @@ firmware/NAME/ after the stage:
     emulator/libemulator.so         the firmware C++ compiled with g++ (see `emulate`)
     emulator.json                   how to call it (input/output shapes)
     conversion.json                 every layer's fixed-point types and the steps that set them
-    emulation.json                  emulator vs QKeras student on test jets
+    emulation.json                  emulator vs QKeras student on test jets, and the testbench's
+                                    verdict on tb_data/
+    tb_data/, tagger_test.cpp       test vectors and the testbench that compares every output
+                                    bit for bit (`csim` in Vivado/Vitis HLS, or g++: testbench/)
     student.h5, preprocess.json     what the project was made from
     recipe.yaml                     the run's recipe with the firmware section used here
     float_reference/                the float model as an HLS project with wide fixed types
@@ -43,6 +46,8 @@ from trigger.errors import TriggerError
 from trigger.io import write_json
 
 FLOAT_REFERENCE_DIR = "float_reference"
+# Jets in tb_data/: the testbench's test vectors (C simulation of a few hundred is seconds).
+TESTBENCH_JETS = 500
 _SYNTH_TOOL = {"Vivado": "vivado_hls", "Vitis": "vitis-run"}
 
 
@@ -120,6 +125,21 @@ def compare(emulated: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
     }
 
 
+def prove_with_testbench(project_dir: Path, student: Any, x: np.ndarray) -> dict[str, Any]:
+    """Write the testbench and its vectors (`x` put on the input grid, the student's outputs),
+    build it with g++ and run it, as Vivado/Vitis `csim` would; return what it printed."""
+    from trigger.hls.convert import quantize_inputs
+    from trigger.hls.testbench import build_testbench, run_testbench, write_testbench
+    from trigger.taggers import predict
+
+    on_grid = quantize_inputs(student, x)
+    write_testbench(project_dir, on_grid, predict(student, on_grid))
+    build_testbench(project_dir)
+    done = run_testbench(project_dir)
+    printed = done.stdout.strip().splitlines()
+    return {"jets": len(x), "exit_code": done.returncode, "printed": printed[-1] if printed else ""}
+
+
 def emit_sources(run: Artifact, recipe: Recipe, data_path: str | Path) -> dict[str, str]:
     """What firmware is made from: the run, the firmware section, the data it is checked on."""
     return {
@@ -165,7 +185,7 @@ def emit_hls(
     from trigger.data.loader import Preprocessing
     from trigger.hls.convert import convert_float_reference, convert_student
     from trigger.hls.emulator import build_emulator, emulate
-    from trigger.taggers import load_model
+    from trigger.taggers import load_model, predict
 
     if synth:
         synthesis_tool(recipe.firmware)  # fail before an hour of work, not after
@@ -204,12 +224,14 @@ def emit_hls(
             _name_final_location(project, tmp, out_dir)
 
         emulated = emulate(tmp, x)
-        reference = student.predict(x, batch_size=4096, verbose=0)
+        reference = predict(student, x)
         result = compare(emulated, reference)
         result["reference"] = "QKeras student.h5, Keras float32"
         # Keras sums in float32: exact only while every accumulator fits 24 significant bits.
         result["reference_exact"] = summary["keras_float32_exact"]
         result["data"] = str(data_path)
+        say("emit-hls: building and running the C-simulation testbench (g++)")
+        result["testbench"] = prove_with_testbench(tmp, student, x[:TESTBENCH_JETS])
         write_json(tmp / "emulation.json", result)
         del hls_model
         if rtl:

@@ -12,6 +12,7 @@ Public API (da4ml is imported inside the functions):
     check_tools()   one-line TriggerError when verilator or yosys is missing
 """
 
+from trigger.hls.convert import quantize_inputs
 from trigger.rtl.stage import (
     SOURCE,
     check_tools,
@@ -19,7 +20,6 @@ from trigger.rtl.stage import (
     emit_rtl,
     estimate_float_reference,
     latency_cutoff,
-    quantize_inputs,
 )
 from trigger.rtl.trace import Trace, round_half_even, trace_float_reference, trace_student
 

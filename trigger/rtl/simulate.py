@@ -77,6 +77,7 @@ class PortCoding:
 
     n_in: int
     n_out: int
+    in_k: int
     in_bw: int
     in_f: int
     out_k: int
@@ -96,6 +97,7 @@ class PortCoding:
         coding = cls(
             n_in,
             n_out,
+            int(np.max(k_in)),
             int(np.max(k_in) + np.max(i_in) + np.max(f_in)),
             int(np.max(f_in)),
             int(np.max(k_out)),
@@ -108,11 +110,12 @@ class PortCoding:
         return coding
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        codes = np.asarray(x, np.float64).reshape(len(x), -1) * 2.0**self.in_f
-        if not np.array_equal(codes, np.floor(codes)):
-            msg = "internal: RTL input values are not on the input grid"
-            raise TriggerError(msg)
-        return codes.astype(np.int32)
+        """Input port codes as the firmware's input type makes them: float32 values rounded
+        half to even onto the grid, saturated at the port's range (never wrapped)."""
+        scaled = np.asarray(x, np.float32).astype(np.float64).reshape(len(x), -1) * 2.0**self.in_f
+        low = -(2 ** (self.in_bw - 1)) if self.in_k else 0
+        high = 2 ** (self.in_bw - self.in_k) - 1
+        return np.clip(np.rint(scaled), low, high).astype(np.int32)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         k, i, f = self.out_k, self.out_i, self.out_f

@@ -24,7 +24,7 @@ import numpy as np
 
 from trigger.config import FirmwareConfig
 from trigger.errors import TriggerError
-from trigger.hls.convert import FLOAT_REFERENCE_FORMAT
+from trigger.hls.convert import FLOAT_REFERENCE_FORMAT, quantize_inputs
 from trigger.io import write_json
 from trigger.rtl import simulate, synth
 from trigger.rtl.simulate import TOP, PortCoding
@@ -74,12 +74,6 @@ def cost_model(trace: Trace, clock_period: float) -> tuple[Any, dict[str, Any]]:
 def _tool_version(command: list[str]) -> str:
     done = subprocess.run(command, capture_output=True, text=True)
     return (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 else "?"
-
-
-def quantize_inputs(model: Any, x: np.ndarray) -> np.ndarray:
-    """Jets on the input port's grid: the student's own input quantizer (round half to even)."""
-    quantizer = model.get_layer("input_quant").quantizer
-    return np.asarray(quantizer(np.asarray(x, np.float32)), np.float64)
 
 
 def check_tools() -> None:

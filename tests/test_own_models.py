@@ -1,0 +1,197 @@
+"""Bit-exact firmware for QKeras Deep Sets written by hand, as a user brings them.
+
+Each model is built directly with QKeras (not by `trigger.taggers`): its own layer names, its
+own input-quantizer name, activations given as objects or as strings, with and without bias,
+mean and max pooling, 4 to 8 bits, N 8 and 16, one with half of its weights zero. Every one
+is converted, compiled and compared with QKeras on random in-range jets, exact rounding ties,
+saturating values and zero padding; two also run as Verilog in Verilator.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.test_hls import _save, edge_cases
+from trigger.errors import TriggerError
+
+pytest.importorskip("qkeras")
+
+
+@dataclass(frozen=True)
+class Hand:
+    """One hand-written Deep Sets."""
+
+    n: int
+    features: int
+    bits: int
+    pooling: str
+    bias: bool
+    strings: bool  # activations as QKeras strings, e.g. "quantized_relu(6,2)"
+    sparse: bool = False  # half of every kernel zero
+    input_name: str = "q_in"
+
+    @property
+    def id(self) -> str:
+        extras = ["bias" if self.bias else "nobias", "str" if self.strings else "obj"]
+        extras += ["sparse"] if self.sparse else []
+        return f"n{self.n}-{self.bits}bit-{self.pooling}-{'-'.join(extras)}"
+
+
+MODELS = [
+    Hand(8, 3, 4, "mean", bias=True, strings=True, input_name="inputs_quantized"),
+    Hand(16, 4, 6, "max", bias=False, strings=False),
+    Hand(16, 3, 8, "mean", bias=False, strings=True, sparse=True),
+    Hand(8, 5, 8, "max", bias=True, strings=False, input_name="in_q"),
+    Hand(16, 3, 6, "mean", bias=True, strings=False),
+]
+INPUT_INTEGER = 2  # inputs quantized_bits(bits + 4, 2): saturate at +-4
+
+
+def build(hand: Hand, seed: int = 0) -> Any:
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
+
+    tf.keras.utils.set_random_seed(seed)
+    b = hand.bits
+
+    def relu():
+        return f"quantized_relu({b},2)" if hand.strings else quantized_relu(b, 2)
+
+    def dense(width: int, name: str):
+        return QDense(
+            width,
+            kernel_quantizer=quantized_bits(b, 0, alpha=1),
+            bias_quantizer=quantized_bits(b, 1, alpha=1) if hand.bias else None,
+            use_bias=hand.bias,
+            name=name,
+        )
+
+    layers = tf.keras.layers
+    inputs = layers.Input((hand.n, hand.features), name="constituents")
+    x = QActivation(quantized_bits(b + 4, INPUT_INTEGER, alpha=1), name=hand.input_name)(inputs)
+    for i, width in enumerate((12, 8)):
+        x = QActivation(relu(), name=f"f{i}_relu")(dense(width, f"f{i}")(x))
+    pool = layers.GlobalAveragePooling1D if hand.pooling == "mean" else layers.GlobalMaxPooling1D
+    x = pool(name="sum_up")(x)
+    x = QActivation(relu(), name="g0_relu")(dense(10, "g0")(x))
+    x = dense(5, "logits")(x)
+    out = "quantized_bits(12,5,alpha=1)" if hand.strings else quantized_bits(12, 5, alpha=1)
+    model = tf.keras.Model(inputs, QActivation(out, name="scores")(x))
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if type(layer).__name__ == "QDense":
+            weights = [w * 1.5 for w in layer.get_weights()]
+            if hand.bias:
+                weights[1] = rng.uniform(-1, 1, weights[1].shape).astype("float32")
+            if hand.sparse:
+                weights[0] = np.where(rng.random(weights[0].shape) < 0.5, 0, weights[0])
+            layer.set_weights(weights)
+    return model
+
+
+def jets(hand: Hand, rng: np.random.Generator) -> np.ndarray:
+    edges = edge_cases(hand.n, hand.features, INPUT_INTEGER, hand.bits + 4 - 1 - INPUT_INTEGER, rng)
+    typical = rng.normal(0, 1.5, (1000, hand.n, hand.features)).astype(np.float32)
+    padded = typical.copy()
+    for jet, m in zip(padded, rng.integers(1, hand.n, len(padded)), strict=True):
+        jet[m:] = 0
+    return np.concatenate([edges, typical, padded])
+
+
+@pytest.fixture(scope="module", params=MODELS, ids=[m.id for m in MODELS])
+def converted(request, tmp_path_factory) -> tuple[Hand, Any, Path]:
+    from trigger.hls import build_emulator, convert_student
+
+    hand = request.param
+    model = build(hand)
+    project = tmp_path_factory.mktemp(hand.id)
+    convert_student(model, project)
+    build_emulator(project, model.input_shape[1:], model.output_shape[1:])
+    return hand, model, project
+
+
+@pytest.mark.slow
+def test_hand_written_deepsets_firmware_is_bit_exact(converted) -> None:
+    from trigger.hls import emulate
+    from trigger.taggers import predict
+
+    hand, model, project = converted
+    x = jets(hand, np.random.default_rng(1))
+    if hand.sparse:
+        kernels = [w for w in model.get_weights() if w.ndim == 2]
+        assert 0.4 < np.mean([np.mean(k == 0) for k in kernels]) < 0.6
+    np.testing.assert_array_equal(emulate(project, x), predict(model, x))
+    # float64 inputs are taken as Keras takes them, in float32: nudged by far less than a
+    # float32 step, every exact tie must still round as the tie it is in float32.
+    nudged = x.astype(np.float64) + 2.0**-30
+    np.testing.assert_array_equal(emulate(project, nudged), predict(model, nudged))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (shutil.which("verilator") and shutil.which("yosys")), reason="needs verilator, yosys"
+)
+@pytest.mark.parametrize("hand", [MODELS[0], MODELS[1]], ids=[MODELS[0].id, MODELS[1].id])
+def test_hand_written_deepsets_verilog_equals_the_emulator(hand: Hand, tmp_path: Path) -> None:
+    """The RTL harness takes the same raw jets (ties, saturation, padding) as the emulator."""
+    from da4ml.cmvm.types import Pipeline
+
+    from trigger.hls import build_emulator, convert_student, emulate
+    from trigger.rtl import emit_rtl, simulate
+
+    model = build(hand)
+    x = jets(hand, np.random.default_rng(2))
+    convert_student(model, tmp_path / "hls")
+    build_emulator(tmp_path / "hls", model.input_shape[1:], model.output_shape[1:])
+    figures = emit_rtl(model, tmp_path / "rtl", x=x, yosys=False)
+    assert figures["bit_exact"]["bit_exact_fraction"] == 1.0
+    pipe = Pipeline.load(tmp_path / "rtl" / "model" / "pipeline.json")
+    cycles = figures["latency_cycles"]
+    binary = tmp_path / "rtl" / "sim" / "obj_dir" / "Vtb"
+    stream = simulate.run(binary, simulate.PortCoding.of(pipe), x, cycles + 2)
+    np.testing.assert_array_equal(stream[cycles : cycles + len(x)], emulate(tmp_path / "hls", x))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("alpha", "layer 'f0': quantized_bits with alpha=0.5 (use alpha=1) has no exact"),
+        ("float_relu", "layer 'f0_relu': 'relu' is not a QKeras quantizer (use quantized_bits"),
+    ],
+)
+def test_unsupported_settings_name_the_layer_and_the_choice(change: str, message: str) -> None:
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits
+
+    from trigger.config import FirmwareConfig
+    from trigger.hls.convert import plan_student
+
+    def dense(width: int, name: str, alpha: float = 1):
+        weights = quantized_bits(6, 0, alpha=alpha)
+        return QDense(width, kernel_quantizer=weights, bias_quantizer=weights, name=name)
+
+    inputs = tf.keras.layers.Input((8, 3))
+    x = QActivation(quantized_bits(8, 2, alpha=1), name="q")(inputs)
+    x = dense(4, "f0", alpha=0.5 if change == "alpha" else 1)(x)
+    x = QActivation("relu" if change == "float_relu" else "quantized_relu(6,2)", name="f0_relu")(x)
+    x = tf.keras.layers.GlobalAveragePooling1D()(x)
+    model = tf.keras.Model(inputs, dense(5, "logits")(x))
+    with pytest.raises(TriggerError) as info:
+        plan_student(model, FirmwareConfig())
+    assert message in str(info.value)
+
+
+def test_saved_hand_written_model_round_trips(tmp_path: Path) -> None:
+    """A model file written outside the project loads through the project's loader."""
+    from trigger.taggers import load_model, predict
+
+    model = build(MODELS[0])
+    _save(model, tmp_path / "mine.h5")
+    x = jets(MODELS[0], np.random.default_rng(3))
+    np.testing.assert_array_equal(predict(load_model(tmp_path / "mine.h5"), x), predict(model, x))
