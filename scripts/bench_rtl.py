@@ -32,7 +32,7 @@ def bench(run_dir: Path, out_dir: Path, jets: int) -> dict:
     recipe = load_recipe(run_dir / "recipe.yaml")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     preprocess = Preprocessing.load(run_dir / "preprocess.json")
-    x = emulation_sample(recipe, preprocess, None, jets)
+    x = emulation_sample(recipe.data, preprocess, None, jets)
     start = time.perf_counter()
     figures = emit_rtl(
         load_model(run_dir / "student.h5"),

@@ -187,11 +187,45 @@ def test_unsupported_settings_name_the_layer_and_the_choice(change: str, message
     assert message in str(info.value)
 
 
-def test_saved_hand_written_model_round_trips(tmp_path: Path) -> None:
-    """A model file written outside the project loads through the project's loader."""
-    from trigger.taggers import load_model, predict
+@pytest.mark.slow
+def test_emit_hls_takes_a_model_file_written_outside_the_project(tmp_path: Path) -> None:
+    """`trigger emit-hls --model FILE --inputs CONTRACT` from the command line: the same
+    conversion, emulator and testbench as for a run, and a refusal naming the layer."""
+    import json
+    import subprocess
+    import sys
 
-    model = build(MODELS[0])
+    import tensorflow as tf
+
+    from tests.conftest import write_synthetic_file
+    from trigger.hls import emulate
+    from trigger.taggers import predict
+
+    hand = MODELS[0]
+    model = build(hand)
     _save(model, tmp_path / "mine.h5")
-    x = jets(MODELS[0], np.random.default_rng(3))
-    np.testing.assert_array_equal(predict(load_model(tmp_path / "mine.h5"), x), predict(model, x))
+    contract = {"n_constituents": hand.n, "features": ["ptrel", "etarel", "phirel"],
+                "center": [0.0, 0.0, 0.0], "scale": [10.0, 10.0, 10.0], "clip": 4.0}  # fmt: skip
+    (tmp_path / "mine.json").write_text(json.dumps(contract))
+    write_synthetic_file(tmp_path / "jets.h5", 100)
+    trigger = str(Path(sys.executable).with_name("trigger"))
+    args = ["emit-hls", "--model", "mine.h5", "--inputs", "mine.json", "--data", "jets.h5"]
+    done = subprocess.run([trigger, *args, "--out", "fw"], cwd=tmp_path, capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    emulation = json.loads((tmp_path / "fw" / "emulation.json").read_text())
+    assert emulation["bit_exact_fraction"] == 1.0 and emulation["jets"] == 100
+    assert emulation["testbench"]["exit_code"] == 0
+    x = jets(hand, np.random.default_rng(4))
+    np.testing.assert_array_equal(emulate(tmp_path / "fw", x), predict(model, x))
+
+    inputs = tf.keras.layers.Input((hand.n, 3))
+    normalised = tf.keras.layers.BatchNormalization(name="norm")(model.layers[1](inputs))
+    _save(tf.keras.Model(inputs, model.layers[2](normalised)), tmp_path / "bad.h5")
+    args[2] = "bad.h5"
+    done = subprocess.run([trigger, *args, "--out", "fw2"], cwd=tmp_path, capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("trigger: error: layer 'norm' (BatchNormalization)")
+    assert "QDense" in done.stderr and done.stderr.count("\n") == 1
+    assert not (tmp_path / "fw2").exists()

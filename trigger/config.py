@@ -324,5 +324,23 @@ def load_recipe(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
     return recipe_from_dict(tree, source=str(path))
 
 
+def override_firmware(
+    firmware: FirmwareConfig, overrides: tuple[str, ...] | list[str]
+) -> FirmwareConfig:
+    """`firmware` with `--set firmware.KEY=VALUE` overrides applied (for commands that read
+    only the firmware section); any other key is a one-line error."""
+    tree: dict[str, Any] = {"firmware": firmware.model_dump(mode="json")}
+    for text in overrides:
+        path, value = _parse_override(text)
+        if path[0] != "firmware" or len(path) < 2:
+            msg = f"--set {'.'.join(path)}: this command reads only firmware.* settings"
+            raise TriggerError(msg)
+        _apply_override(tree, path, value)
+    try:
+        return FirmwareConfig.model_validate(tree["firmware"])
+    except ValidationError as error:
+        raise TriggerError(_format_validation_error("--set firmware", error)) from None
+
+
 def save_recipe(recipe: Recipe, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))

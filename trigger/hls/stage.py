@@ -23,10 +23,12 @@ hls4ml_config.yml names the final directory, so hls4ml's `link_existing_project`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +40,18 @@ from trigger.artifacts import (
     Artifact,
     check_output,
     data_identity,
+    file_digest,
     open_artifact,
     stage_output,
 )
-from trigger.config import FirmwareConfig, Recipe, load_recipe, save_recipe
+from trigger.config import (
+    DataConfig,
+    FirmwareConfig,
+    Recipe,
+    load_recipe,
+    override_firmware,
+    save_recipe,
+)
 from trigger.errors import TriggerError
 from trigger.io import write_json
 
@@ -103,12 +113,12 @@ def _versions() -> dict[str, str]:
 
 
 def emulation_sample(
-    recipe: Recipe, preprocess: Any, data_path: str | Path | None, jets: int
+    data: DataConfig, preprocess: Any, data_path: str | Path | None, jets: int
 ) -> np.ndarray:
-    """Test-split jets, normalised with the run's saved input contract (not refitted)."""
+    """Test-split jets, normalised with the model's saved input contract (not refitted)."""
     from trigger.data.loader import load_test_split
 
-    test = load_test_split(recipe.data, preprocess, data_path or recipe.data.path)
+    test = load_test_split(data, preprocess, data_path or data.path)
     return test.x[:jets]
 
 
@@ -162,99 +172,181 @@ def emit_hls(
     *,
     data_path: str | Path | None = None,
     firmware: FirmwareConfig | None = None,
+    overrides: tuple[str, ...] | list[str] = (),
     synth: bool = False,
     rtl: bool = False,
     replace: bool = False,
     log: Any = None,
 ) -> Path:
-    """Write the HLS project, compile its emulator, check it on test jets; return `out_dir`.
+    """Firmware of a run's student (and its float reference); return `out_dir`.
 
-    `firmware` replaces the run's own firmware section (what `trigger run` passes). `out_dir`
-    appears complete or not at all, sealed with `emit_sources`; `replace` lets it replace an
-    earlier firmware there, never anything else.
+    `firmware` replaces the run's own firmware section (what `trigger run` passes), and
+    `overrides` (`firmware.KEY=VALUE`) change it. `out_dir` appears complete or not at all,
+    sealed with `emit_sources`; `replace` lets it replace an earlier firmware there, never
+    anything else.
     """
-    say = log or (lambda _msg: None)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     run = open_artifact(run_dir, TRAIN)
     recipe = load_recipe(run_dir / "recipe.yaml")
-    if firmware is not None:
-        recipe = recipe.model_copy(update={"firmware": firmware})
+    firmware = override_firmware(firmware or recipe.firmware, overrides)
+    recipe = recipe.model_copy(update={"firmware": firmware})
     data_path = Path(data_path or recipe.data.path)
-    check_output(out_dir, EMIT, [run_dir, data_path], replace)
+    inputs = [run_dir, data_path]
+    check_output(out_dir, EMIT, inputs, replace)
+    source = _Source(
+        run_dir / "student.h5",
+        run_dir / "float.h5",
+        run_dir / "preprocess.json",
+        recipe.data,
+        firmware,
+        data_path,
+    )
+    sources = emit_sources(run, recipe, data_path)
+    with stage_output(out_dir, EMIT, sources, inputs=inputs, replace=replace) as tmp:
+        _write_firmware(tmp, out_dir, source, synth=synth, rtl=rtl, log=log)
+        save_recipe(recipe, tmp / "recipe.yaml")
+    return out_dir
 
+
+def emit_model(
+    model_path: str | Path,
+    contract_path: str | Path,
+    out_dir: str | Path,
+    *,
+    data_path: str | Path,
+    overrides: tuple[str, ...] | list[str] = (),
+    synth: bool = False,
+    rtl: bool = False,
+    replace: bool = False,
+    log: Any = None,
+) -> Path:
+    """Firmware of a QKeras model made outside trigger; return `out_dir`.
+
+    `contract_path` is its input contract in the `preprocess.json` form every run writes
+    (n_constituents, features, center, scale, clip); `data_path` a jet file in the hls4ml
+    layout whose test split checks the firmware. Same conversion, emulator, testbench and
+    `--rtl` path as for a run's student; no float reference.
+    """
+    from trigger.data.loader import Preprocessing
+
+    model_path, contract_path, data_path = Path(model_path), Path(contract_path), Path(data_path)
+    for path, what in ((model_path, "model"), (contract_path, "input contract")):
+        if not path.is_file():
+            msg = f"{what} not found: {path}"
+            raise TriggerError(msg)
+    try:
+        contract = Preprocessing.load(contract_path)
+    except (ValueError, TypeError) as error:
+        msg = f"{contract_path}: not an input contract (preprocess.json form): {error}"
+        raise TriggerError(msg) from None
+    firmware = override_firmware(FirmwareConfig(), overrides)
+    data = DataConfig(
+        path=str(data_path), n_constituents=contract.n_constituents, features=contract.features
+    )
+    inputs = [model_path, contract_path, data_path]
+    check_output(out_dir, EMIT, inputs, replace)
+    sources = {
+        "model": file_digest(model_path)[:16],
+        "contract": file_digest(contract_path)[:16],
+        "firmware": hashlib.sha256(firmware.model_dump_json().encode()).hexdigest()[:16],
+        "data": data_identity(data_path),
+    }
+    source = _Source(model_path, None, contract_path, data, firmware, data_path)
+    with stage_output(out_dir, EMIT, sources, inputs=inputs, replace=replace) as tmp:
+        _write_firmware(tmp, Path(out_dir), source, synth=synth, rtl=rtl, log=log)
+    return Path(out_dir)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What one firmware directory is made from."""
+
+    student: Path  # QKeras model (.h5)
+    float_model: Path | None  # its float twin, for the float-reference project (runs only)
+    contract: Path  # preprocess.json
+    data: DataConfig  # how the test split is cut
+    firmware: FirmwareConfig
+    data_path: Path
+
+
+def _write_firmware(
+    tmp: Path, final: Path, source: _Source, *, synth: bool, rtl: bool, log: Any
+) -> None:
+    """Project, emulator, testbench and their checks (and RTL, synthesis) in `tmp`."""
     from trigger.data.loader import Preprocessing
     from trigger.hls.convert import convert_float_reference, convert_student
     from trigger.hls.emulator import build_emulator, emulate
     from trigger.taggers import load_model, predict
 
+    say = log or (lambda _msg: None)
+    firmware = source.firmware
     if synth:
-        synthesis_tool(recipe.firmware)  # fail before an hour of work, not after
+        synthesis_tool(firmware)  # fail before an hour of work, not after
     if rtl:
         from trigger.rtl import check_tools
 
         check_tools()
-    preprocess = Preprocessing.load(run_dir / "preprocess.json")
-    student = load_model(run_dir / "student.h5")
+    preprocess = Preprocessing.load(source.contract)
+    student = load_model(source.student)
     expected = (preprocess.n_constituents, len(preprocess.features))
     if tuple(student.input_shape[1:]) != expected:
         msg = (
-            f"{run_dir}: student input {tuple(student.input_shape[1:])} does not match "
-            f"preprocess.json ({expected[0]} constituents x {expected[1]} features)"
+            f"{source.student}: input {tuple(student.input_shape[1:])} does not match the input "
+            f"contract {source.contract} ({expected[0]} constituents x {expected[1]} features)"
         )
         raise TriggerError(msg)
-    x = emulation_sample(recipe, preprocess, data_path, recipe.firmware.emulation_jets)
-    sources = emit_sources(run, recipe, data_path)
+    x = emulation_sample(source.data, preprocess, source.data_path, firmware.emulation_jets)
 
-    with stage_output(out_dir, EMIT, sources, inputs=[run_dir, data_path], replace=replace) as tmp:
-        say(f"emit-hls: converting {run_dir / 'student.h5'}")
-        hls_model, plan = convert_student(student, tmp, recipe.firmware)
-        say("emit-hls: compiling the C++ emulator (g++)")
-        build_emulator(tmp, expected, tuple(student.output_shape[1:]))
-        for name in ("student.h5", "preprocess.json"):
-            shutil.copy2(run_dir / name, tmp / name)
-        save_recipe(recipe, tmp / "recipe.yaml")
-        summary = {**plan.summary(), "backend": recipe.firmware.backend}
-        summary["firmware"] = recipe.firmware.model_dump(mode="json")
-        summary["versions"] = _versions()
-        write_json(tmp / "conversion.json", summary)
+    say(f"emit-hls: converting {source.student}")
+    hls_model, plan = convert_student(student, tmp, firmware)
+    say("emit-hls: compiling the C++ emulator (g++)")
+    build_emulator(tmp, expected, tuple(student.output_shape[1:]))
+    shutil.copyfile(source.student, tmp / "student.h5")
+    shutil.copyfile(source.contract, tmp / "preprocess.json")
+    summary = {**plan.summary(), "backend": firmware.backend}
+    summary["firmware"] = firmware.model_dump(mode="json")
+    summary["versions"] = _versions()
+    write_json(tmp / "conversion.json", summary)
+    projects = [tmp]
+    float_model = None
+    if source.float_model is not None:
         say("emit-hls: writing the float reference project")
-        float_model = load_model(run_dir / "float.h5")
-        convert_float_reference(float_model, tmp / FLOAT_REFERENCE_DIR, recipe.firmware)
-        for project in (tmp, tmp / FLOAT_REFERENCE_DIR):
-            _name_final_location(project, tmp, out_dir)
+        float_model = load_model(source.float_model)
+        convert_float_reference(float_model, tmp / FLOAT_REFERENCE_DIR, firmware)
+        projects.append(tmp / FLOAT_REFERENCE_DIR)
+    for project in projects:
+        _name_final_location(project, tmp, final)
 
-        emulated = emulate(tmp, x)
-        reference = predict(student, x)
-        result = compare(emulated, reference)
-        result["reference"] = "QKeras student.h5, Keras float32"
-        # Keras sums in float32: exact only while every accumulator fits 24 significant bits.
-        result["reference_exact"] = summary["keras_float32_exact"]
-        result["data"] = str(data_path)
-        say("emit-hls: building and running the C-simulation testbench (g++)")
-        result["testbench"] = prove_with_testbench(tmp, student, x[:TESTBENCH_JETS])
-        write_json(tmp / "emulation.json", result)
-        del hls_model
-        if rtl:
-            from trigger.rtl import emit_rtl, estimate_float_reference
+    emulated = emulate(tmp, x)
+    result = compare(emulated, predict(student, x))
+    result["reference"] = "QKeras student.h5, Keras float32"
+    # Keras sums in float32: exact only while every accumulator fits 24 significant bits.
+    result["reference_exact"] = summary["keras_float32_exact"]
+    result["data"] = str(source.data_path)
+    say("emit-hls: building and running the C-simulation testbench (g++)")
+    result["testbench"] = prove_with_testbench(tmp, student, x[:TESTBENCH_JETS])
+    write_json(tmp / "emulation.json", result)
+    del hls_model
+    if rtl:
+        from trigger.rtl import emit_rtl, estimate_float_reference
 
-            emit_rtl(student, tmp / "rtl", recipe.firmware, x, hls_emulated=emulated, log=say)
+        emit_rtl(student, tmp / "rtl", firmware, x, hls_emulated=emulated, log=say)
+        if float_model is not None:
             say("rtl: da4ml cost model of the float reference")
-            estimate_float_reference(
-                float_model, tmp / FLOAT_REFERENCE_DIR / "rtl", recipe.firmware
+            estimate_float_reference(float_model, tmp / FLOAT_REFERENCE_DIR / "rtl", firmware)
+    if synth:
+        for project in projects:
+            say(f"emit-hls: synthesising {project.relative_to(tmp).as_posix()}")
+            report = synthesize(project, firmware)
+            say(
+                f"emit-hls: latency {report.get('latency_cycles')} cycles, LUT "
+                f"{report.get('lut')}, FF {report.get('ff')}, DSP {report.get('dsp')}"
             )
-        if synth:
-            for project in (tmp, tmp / FLOAT_REFERENCE_DIR):
-                say(f"emit-hls: synthesising {project.name or 'the student'}")
-                report = synthesize(project, recipe.firmware)
-                say(
-                    f"emit-hls: latency {report.get('latency_cycles')} cycles, LUT "
-                    f"{report.get('lut')}, FF {report.get('ff')}, DSP {report.get('dsp')}"
-                )
     say(
-        f"emit-hls: {out_dir}: {result['jets']} test jets, bit-exact fraction "
-        f"{result['bit_exact_fraction']}, top-class agreement {result['top_class_agreement']}"
+        f"emit-hls: {final}: {result['jets']} test jets, bit-exact fraction "
+        f"{result['bit_exact_fraction']}, top-class agreement {result['top_class_agreement']}; "
+        f"testbench: {result['testbench']['printed']}"
     )
-    return out_dir
 
 
 def read_emulation(project_dir: str | Path) -> dict[str, Any]:
