@@ -211,34 +211,36 @@ def random_float(recipe, seed: int = 0):
     return model
 
 
-def test_float_reference_estimate_is_labelled_and_read_by_validate(tmp_path: Path) -> None:
-    """da4ml's cost model of the float reference: labelled an estimate, where validate reads it,
-    and (32-bit everything against the student's 6-bit weights) far above the student's."""
-    from trigger.rtl import estimate_float_reference, trace_student
-    from trigger.rtl.stage import FLOAT_REFERENCE_SOURCE
-    from trigger.validation.hardware import HARDWARE_KEYS, from_reports
+def test_estimates_of_both_models_are_labelled_and_read_by_validate(tmp_path: Path) -> None:
+    """da4ml's cost model of the student and of the float reference: labelled estimates, where
+    validate reads them, the student's its own trace's cost, the float reference's (32-bit
+    everything against the student's 6-bit weights) far above it."""
+    from trigger.rtl import ESTIMATE_SOURCE, estimate, trace_student
+    from trigger.validation.hardware import HARDWARE_KEYS, read_estimate
 
     recipe = small_recipe()
-    project = tmp_path / "float_reference"
-    figures = estimate_float_reference(random_float(recipe), project / "rtl", recipe.firmware)
-    written = json.loads((project / "rtl" / "hardware.json").read_text())
-    assert written == figures
-    assert written["source"] == FLOAT_REFERENCE_SOURCE and "estimate" in written["source"]
-    assert "ap_fixed<32,16>" in written["method"] and "not simulated" in written["source"]
-    for key in HARDWARE_KEYS:
-        assert isinstance(written[key], int | float), key
-    assert written["latency_cycles"] == written["tools"]["da4ml"]["pipeline_stages"] > 1
-    student_cost = trace_student(random_student(recipe), recipe.firmware).comb.cost
-    assert written["lut"] > 3 * student_cost
-    found = from_reports(project)
-    assert found is not None and found["lut"] == written["lut"]
+    model = random_student(recipe)
+    student = estimate(model, tmp_path / "fw", recipe.firmware, student=True)
+    reference = estimate(
+        random_float(recipe), tmp_path / "fw" / "float_reference", recipe.firmware, student=False
+    )
+    assert read_estimate(tmp_path / "fw") == student
+    assert read_estimate(tmp_path / "fw" / "float_reference") == reference
+    for figures in (student, reference):
+        assert figures["source"] == ESTIMATE_SOURCE and figures["dsp"] == 0
+        for key in HARDWARE_KEYS:
+            assert isinstance(figures[key], int | float), key
+        assert figures["latency_cycles"] == figures["tools"]["da4ml"]["pipeline_stages"] > 1
+    assert "ap_fixed<32,16>" in reference["method"] and "cannot simulate" in reference["method"]
+    assert student["lut"] == round(trace_student(model, recipe.firmware).comb.cost)
+    assert reference["lut"] > 3 * student["lut"]
 
 
 @pytest.mark.slow
 @needs_tools
 def test_emit_hls_rtl_gives_validate_both_models(tmp_path: Path) -> None:
-    """`emit-hls --rtl` end to end: student measured, float reference costed, both where
-    validate looks for them, and the Verilog equal to the hls4ml emulator."""
+    """`emit-hls --rtl` end to end: student measured and estimated, float reference estimated,
+    where validate looks for them, and the Verilog equal to the hls4ml emulator."""
     from tests.conftest import write_synthetic_file
     from tests.test_hls import _save
     from trigger.artifacts import TRAIN, seal
@@ -246,9 +248,8 @@ def test_emit_hls_rtl_gives_validate_both_models(tmp_path: Path) -> None:
     from trigger.data.loader import load_dataset
     from trigger.hls import emit_hls
     from trigger.hls.stage import FLOAT_REFERENCE_DIR
-    from trigger.rtl import SOURCE
-    from trigger.rtl.stage import FLOAT_REFERENCE_SOURCE
-    from trigger.validation.hardware import from_reports
+    from trigger.rtl import ESTIMATE_SOURCE, SOURCE
+    from trigger.validation.hardware import from_reports, read_estimate
 
     recipe = small_recipe()
     data = write_synthetic_file(tmp_path / "toy.h5", 200, seed=3)
@@ -261,12 +262,13 @@ def test_emit_hls_rtl_gives_validate_both_models(tmp_path: Path) -> None:
     load_dataset(recipe.data).preprocessing.save(run / "preprocess.json")
     seal(run, TRAIN, {})
     out = emit_hls(run, tmp_path / "firmware" / "toy", rtl=True)
-    student, reference = from_reports(out), from_reports(out / FLOAT_REFERENCE_DIR)
-    assert student is not None and reference is not None
+    student, reference = from_reports(out), read_estimate(out / FLOAT_REFERENCE_DIR)
+    assert student is not None and from_reports(out / FLOAT_REFERENCE_DIR) is None
     assert student["source"] == SOURCE and student["model"] == "student"
     assert student["bit_exact"]["bit_exact_fraction"] == 1.0
     assert student["bit_exact"]["hls_emulator_bit_exact_fraction"] == 1.0
-    assert reference["source"] == FLOAT_REFERENCE_SOURCE and reference["lut"] > student["lut"]
+    assert read_estimate(out)["source"] == reference["source"] == ESTIMATE_SOURCE
+    assert reference["lut"] > student["lut"]
 
 
 def test_round_half_even_matches_qkeras_on_every_code() -> None:

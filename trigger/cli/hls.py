@@ -49,8 +49,7 @@ from trigger.errors import TriggerError
     "--rtl",
     is_flag=True,
     help="Also write the student's Verilog (da4ml), prove it in Verilator, count resources with "
-    "Yosys -> rtl/hardware.json; da4ml's cost model of the float reference -> "
-    "float_reference/rtl/hardware.json (needs: apt-get install yosys verilator).",
+    "Yosys -> rtl/hardware.json (needs: apt-get install yosys verilator).",
 )
 @force
 def emit_hls_cmd(
@@ -72,7 +71,8 @@ def emit_hls_cmd(
     seal. Writes to --out, which appears complete or not at all: the project (build scripts,
     firmware C++, weights), emulator/, conversion.json (every fixed-point type),
     emulation.json (emulator vs QKeras on test jets, and the testbench's verdict), tb_data/
-    with the testbench that compares every output bit for bit, and float_reference/.
+    with the testbench that compares every output bit for bit, estimate.json (da4ml's cost
+    model: LUT, FF, latency) and float_reference/.
     --set firmware.KEY=VALUE changes the firmware settings (part, clock_period, ...).
 
     \b

@@ -12,6 +12,8 @@ firmware/NAME/ after the stage:
     student.h5, preprocess.json     what the project was made from
     recipe.yaml                     the run's recipe with the firmware section used here
     float_reference/                the float model as an HLS project with wide fixed types
+    estimate.json                   da4ml's cost model of the student (LUT, FF, latency): an
+                                    estimate, float_reference/estimate.json likewise
     synthesis.json                  (with --synth) latency, II and resources from the reports
     rtl/                            (with --rtl) da4ml Verilog, Verilator check, hardware.json
     artifact.json                   the seal: every file's hash, and the run, firmware section
@@ -327,13 +329,14 @@ def _write_firmware(
     result["testbench"] = prove_with_testbench(tmp, student, x[:TESTBENCH_JETS])
     write_json(tmp / "emulation.json", result)
     del hls_model
-    if rtl:
-        from trigger.rtl import emit_rtl, estimate_float_reference
+    from trigger.rtl import emit_rtl, estimate
 
+    say("emit-hls: estimating latency and resources (da4ml cost model)")
+    estimate(student, tmp, firmware, student=True)
+    if float_model is not None:
+        estimate(float_model, tmp / FLOAT_REFERENCE_DIR, firmware, student=False)
+    if rtl:
         emit_rtl(student, tmp / "rtl", firmware, x, hls_emulated=emulated, log=say)
-        if float_model is not None:
-            say("rtl: da4ml cost model of the float reference")
-            estimate_float_reference(float_model, tmp / FLOAT_REFERENCE_DIR / "rtl", firmware)
     if synth:
         for project in projects:
             say(f"emit-hls: synthesising {project.relative_to(tmp).as_posix()}")

@@ -3,8 +3,8 @@
 Public API (da4ml is imported inside the functions):
     emit_rtl(model, out_dir, firmware=None, x=None, *, hls_emulated=None, yosys=True, log=None)
         -> dict (also written to out_dir/hardware.json)
-    estimate_float_reference(model, out_dir, firmware=None) -> dict
-        da4ml's cost model of the float reference at its HLS precision (labelled an estimate)
+    estimate(model, out_dir, firmware=None, *, student) -> dict
+        da4ml's cost model of the student's or the float reference's firmware -> estimate.json
     cost_model(trace, clock_period) -> (pipeline, dict)
         da4ml's pipeline cut for the clock and its cost-model figures (LUTs, stages, registers)
     trace_student(model, firmware=None) -> Trace   (da4ml combinational logic, exact)
@@ -14,22 +14,26 @@ Public API (da4ml is imported inside the functions):
 
 from trigger.hls.convert import quantize_inputs
 from trigger.rtl.stage import (
+    ESTIMATE,
+    ESTIMATE_SOURCE,
     SOURCE,
     check_tools,
     cost_model,
     emit_rtl,
-    estimate_float_reference,
+    estimate,
     latency_cutoff,
 )
 from trigger.rtl.trace import Trace, round_half_even, trace_float_reference, trace_student
 
 __all__ = [
+    "ESTIMATE",
+    "ESTIMATE_SOURCE",
     "SOURCE",
     "Trace",
     "check_tools",
     "cost_model",
     "emit_rtl",
-    "estimate_float_reference",
+    "estimate",
     "latency_cutoff",
     "quantize_inputs",
     "round_half_even",

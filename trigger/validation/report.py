@@ -163,17 +163,33 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 
 def _same_cost_model(hardware: dict) -> str:
-    """Both models through da4ml's cost model, when both have it: the like-for-like ratio."""
-    costs = [hardware[k].get("tools", {}).get("da4ml") for k in ("compressed", "float_reference")]
-    if not all(costs):
-        return ""
-    (c, f) = costs
+    """Both models through da4ml's cost model: the like-for-like ratio."""
+    c, f = (
+        hardware[k]["tools"]["da4ml"] for k in ("compressed_estimate", "float_reference_estimate")
+    )
     return (
         f" Like for like, da4ml's cost model (an estimate) for both: LUT {c['lut_estimate']:,.0f} "
         f"vs {f['lut_estimate']:,.0f} ({c['lut_estimate'] / f['lut_estimate']:.2f}x), register "
         f"bits {c['register_bits']:,} vs {f['register_bits']:,}, pipeline stages "
         f"{c['pipeline_stages']} vs {f['pipeline_stages']}."
     )
+
+
+def _estimate_and_measurement(hardware: dict) -> list[str]:
+    """The student's estimate beside its measurement, when a tool measured it."""
+    ratio = hardware["measured_over_estimate"]
+    if ratio is None:
+        return [
+            "The compressed figures are da4ml's estimate; `trigger emit-hls --rtl` measures the "
+            "same design in Verilator and Yosys, `--synth` in Vivado/Vitis HLS."
+        ]
+    measured, estimate = hardware["compressed"], hardware["compressed_estimate"]
+    return [
+        f"The compressed design, estimated by da4ml's cost model and measured "
+        f"({measured['source']}):",
+        _table(["figure", "estimate", "measured", "measured / estimate"],
+               [[k, estimate.get(k), measured.get(k), ratio.get(k)] for k in HARDWARE_KEYS]),
+    ]  # fmt: skip
 
 
 def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
@@ -230,6 +246,7 @@ def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
         + f" Firmware input: {h['inputs']['constituents']} constituents x "
         f"({', '.join(h['inputs']['features'])}), computed before the firmware: what "
         "computing them costs is in none of these figures.",
+        *_estimate_and_measurement(h),
         f"![hardware]({plots['hardware']})",
     ]  # fmt: skip
     return "\n\n".join(parts) + "\n"

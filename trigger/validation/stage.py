@@ -34,8 +34,6 @@ from trigger.validation.metrics import (
 from trigger.validation.observables import compare_selections, sculpting_curves
 
 FLOAT_REFERENCE_DIR = "float_reference"
-# Width of the float-reference firmware's fixed-point types (see trigger.hls).
-FLOAT_REFERENCE_BITS = 32
 
 
 @dataclass
@@ -91,51 +89,22 @@ def _classification(outputs: dict[str, np.ndarray], labels: np.ndarray, recipe: 
     }
 
 
-def _dense_costs(model: Any, recipe: Recipe, float_bits: int | None) -> list[hw.DenseCost]:
-    """Dense layers with the bit widths the firmware gives them.
-
-    For the student: the recipe's quantizers (a layer's input width is the previous
-    quantizer's). For the float reference: `float_bits` everywhere, half of them fractional.
-    """
-    from trigger.taggers import dense_layers
-
-    q = recipe.quantization
-    previous_bits = q.input.bits
-    costs = []
-    for layer in dense_layers(model):
-        kernel = layer.get_weights()[0]
-        uses = layer.input_shape[1] if len(layer.input_shape) == 3 else 1
-        if float_bits is None:
-            fmt = q.for_layer(layer.name)
-            out_bits = q.output.bits if layer.name == "output_dense" else fmt.activation.bits
-            bits = (fmt.weight.bits, fmt.weight.bits - 1 - fmt.weight.integer, previous_bits)
-        else:
-            out_bits = float_bits
-            bits = (float_bits, float_bits // 2, float_bits)
-        costs.append(hw.DenseCost(layer.name, kernel, *bits, output_bits=out_bits, uses=uses))
-        previous_bits = out_bits
-    return costs
-
-
-def _hardware(run_dir: Path, firmware_dir: Path, recipe: Recipe, n_constituents: int) -> dict:
-    from trigger.taggers import load_model
-
-    figures = {}
-    for key, project, model_file, float_bits in (
-        ("compressed", firmware_dir, "student.h5", None),
-        ("float_reference", firmware_dir / FLOAT_REFERENCE_DIR, "float.h5", FLOAT_REFERENCE_BITS),
+def _hardware(firmware_dir: Path, recipe: Recipe, n_constituents: int) -> dict:
+    """Student and float reference: measured figures where they exist, else da4ml's estimate;
+    the estimates of both always, and measured over estimate where both exist."""
+    figures: dict[str, Any] = {}
+    for key, project in (
+        ("compressed", firmware_dir),
+        ("float_reference", firmware_dir / FLOAT_REFERENCE_DIR),
     ):
-        found = hw.from_reports(project)
-        if found is None:
-            costs = _dense_costs(load_model(run_dir / model_file), recipe, float_bits)
-            found = hw.estimate(costs, n_constituents, recipe.firmware.clock_period)
-        figures[key] = found
-    figures["ratio"] = {
-        k: (figures["compressed"][k] / figures["float_reference"][k])
-        if figures["compressed"].get(k) is not None and figures["float_reference"].get(k)
-        else None
-        for k in hw.HARDWARE_KEYS
-    }
+        estimate = hw.read_estimate(project)
+        figures[key] = hw.from_reports(project) or estimate
+        figures[f"{key}_estimate"] = estimate
+    measured = figures["compressed"] is not figures["compressed_estimate"]
+    figures["measured_over_estimate"] = (
+        hw.ratios(figures["compressed"], figures["compressed_estimate"]) if measured else None
+    )
+    figures["ratio"] = hw.ratios(figures["compressed"], figures["float_reference"])
     # The firmware starts from these numbers; whatever computes them (the jet axis, the
     # principal-axis rotation of etarot/phirot) runs before it and is in none of the figures.
     figures["inputs"] = {"constituents": n_constituents, "features": list(recipe.data.features)}
@@ -205,7 +174,7 @@ def validate(
         compared, labels, test.observables, efficiency
     )
     classification = _classification(outputs, labels, recipe)
-    hardware = _hardware(run_dir, firmware_dir, recipe, test.x.shape[1])
+    hardware = _hardware(firmware_dir, recipe, test.x.shape[1])
     accuracy = {k: v["accuracy"] for k, v in classification["predictors"].items()}
     gates = evaluate_gates(
         recipe.validation.gates,
