@@ -35,33 +35,50 @@ PositiveInt = Annotated[int, Field(gt=0)]
 class Strict(BaseModel):
     """Unknown keys are errors, so a typo never silently falls back to a default."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # The string under each field is its description: `trigger.config.recipe_reference`
+    # builds docs/recipes.md from them.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class GenerationConfig(Strict):
     """How `trigger data generate` makes the dataset a recipe trains on when it is absent."""
 
     jets_per_class: PositiveInt = 2000
+    """Jets generated for each of the five classes."""
     seed: Annotated[int, Field(ge=1, le=900_000_000)] = 1
+    """Master seed; every shard's Pythia seed derives from it, the class and the shard index."""
     pt_min: float = 800.0
+    """Lower edge of the jet pT window [GeV]."""
     pt_max: float = 1200.0
+    """Upper edge of the jet pT window [GeV]."""
     eta_max: float = 2.0
+    """Largest jet |eta| kept."""
     shard_size: PositiveInt = 1000
+    """Jets per shard: the unit of parallelism and of resumption."""
 
 
 class DataConfig(Strict):
     path: str = "data/demo.h5"
+    """Jet file in the hls4ml LHC-jet layout; `trigger run` generates it when absent."""
     generation: GenerationConfig = GenerationConfig()
+    """How `trigger run` generates `path` when the file is absent."""
     # Weaver-style fixed-size input contract: the firmware sees exactly N x F numbers.
     n_constituents: PositiveInt = 16
+    """Constituents per jet the models see (the leading N in pT, zero-padded)."""
     features: tuple[str, ...] = ("ptrel", "etarel", "phirel")
+    """Particle features per constituent, named as in `particleFeatureNames` without `j1_`."""
     # Reweight every class to the same (pT, eta) spectrum so a tagger cannot win on kinematics.
     reweight: Literal["none", "pt_eta"] = "pt_eta"
+    """`pt_eta`: weight every class to the same (pT, |eta|) spectrum in training."""
     # Normalised inputs are clipped to +-clip: the firmware's input range.
     clip: float = Field(default=8.0, gt=0)
+    """Normalised inputs are clipped to +-clip."""
     split: tuple[Fraction, Fraction, Fraction] = (0.6, 0.2, 0.2)
+    """Train, validation and test fractions."""
     split_seed: int = 42
+    """Seed of the shuffled split."""
     max_jets: PositiveInt | None = None
+    """Read at most this many jets of the file (all when unset)."""
 
     @model_validator(mode="after")
     def _split_sums_to_one(self) -> DataConfig:
@@ -75,7 +92,9 @@ class QuantizerConfig(Strict):
     """Fixed-point format: `bits` in total, `integer` of them left of the point (sign excluded)."""
 
     bits: Bits = 8
+    """Total bits, sign included."""
     integer: IntegerBits = 0
+    """Bits left of the binary point, sign excluded (QKeras's `integer`)."""
 
     @model_validator(mode="after")
     def _integer_fits(self) -> QuantizerConfig:
@@ -87,17 +106,25 @@ class QuantizerConfig(Strict):
 
 class LayerQuantization(Strict):
     weight: QuantizerConfig = QuantizerConfig(bits=8, integer=0)
+    """Format of the layer's weights."""
     bias: QuantizerConfig = QuantizerConfig(bits=8, integer=0)
+    """Format of the layer's biases."""
     activation: QuantizerConfig = QuantizerConfig(bits=8, integer=3)
+    """Format of the layer's output after its ReLU."""
 
 
 class QuantizationConfig(Strict):
     enabled: bool = True
+    """Quantization-aware training (QKeras); off gives a float student."""
     input: QuantizerConfig = QuantizerConfig(bits=12, integer=3)
+    """Format of the firmware's input port (the input quantizer)."""
     default: LayerQuantization = LayerQuantization()
+    """Formats of every dense layer without an entry in `layers`."""
     # Per-layer overrides by layer name (e.g. "phi_0", "rho_0", "output").
     layers: dict[str, LayerQuantization] = {}
+    """Per-layer formats by layer name (e.g. `phi_0`, `rho_0`, `output_dense`)."""
     output: QuantizerConfig = QuantizerConfig(bits=16, integer=6)
+    """Format of the logits (the output quantizer)."""
 
     def for_layer(self, name: str) -> LayerQuantization:
         return self.layers.get(name, self.default)
@@ -105,20 +132,29 @@ class QuantizationConfig(Strict):
 
 class ArchitectureConfig(Strict):
     kind: Literal["deepsets", "mlp", "transformer"] = "deepsets"
+    """`deepsets`, `mlp`, or (teachers only) `transformer`."""
     # Deep Sets: per-constituent layers (phi), pooling over constituents, then jet layers (rho).
     phi: tuple[PositiveInt, ...] = (32, 16)
+    """Deep Sets: widths of the per-constituent layers."""
     rho: tuple[PositiveInt, ...] = (16,)
+    """Deep Sets and transformer: widths of the jet-level layers after pooling."""
     # Transformer (teachers only): constituents embedded to `embed` features, `blocks`
     # self-attention blocks of `heads` heads (no positional encoding, so permutation
     # invariant after the pooling), then rho as above.
     embed: PositiveInt = 64
+    """Transformer: width of the constituent embedding."""
     blocks: PositiveInt = 2
+    """Transformer: self-attention blocks."""
     heads: PositiveInt = 4
+    """Transformer: attention heads per block."""
     # No "sum": hls4ml's Keras 2 path has no global sum pooling and a Lambda is not convertible.
     pooling: Literal["mean", "max"] = "mean"
+    """Aggregation over constituents: `mean` or `max`."""
     activation: Literal["relu"] = "relu"
+    """Hidden-layer activation."""
     # MLP baseline (kind: mlp): hidden widths after flattening the N x F constituents.
     dense: tuple[PositiveInt, ...] = (64, 32, 32)
+    """MLP: widths of the hidden layers after flattening the N x F inputs."""
 
     @model_validator(mode="after")
     def _has_layers(self) -> ArchitectureConfig:
@@ -133,11 +169,16 @@ class ArchitectureConfig(Strict):
 
 class PruningConfig(Strict):
     enabled: bool = True
+    """Magnitude pruning of the hidden dense kernels (tfmot)."""
     target_sparsity: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
+    """Fraction of those weights set to zero at the end of the ramp."""
     # Fractions of the total training steps: ramp the sparsity polynomially between them.
     begin: Fraction = 0.1
+    """Start of the sparsity ramp, as a fraction of all training steps."""
     end: Fraction = 0.7
+    """End of the sparsity ramp, as a fraction of all training steps."""
     frequency: PositiveInt = 50
+    """Steps between mask updates."""
 
 
 class TeacherConfig(Strict):
@@ -145,39 +186,58 @@ class TeacherConfig(Strict):
     # teacher is 3 points more accurate than a wide float Deep Sets (phi 128x3, rho [128, 64]),
     # which a 3k-parameter student already matched, so it would not have set the ceiling.
     architecture: ArchitectureConfig = ArchitectureConfig(kind="transformer", rho=(128, 64))
+    """The teacher's network (float; a transformer by default)."""
     n_constituents: PositiveInt = 32
+    """Constituents the teacher sees."""
     epochs: PositiveInt = 30
+    """Most epochs of teacher training (early stopping may end it sooner)."""
     learning_rate: float = Field(default=1e-3, gt=0)
+    """Initial learning rate (cosine decay)."""
     # The teacher has its own batch, patience and seed so that a cached teacher depends on
     # nothing but the data and this section.
     batch_size: PositiveInt = 256
+    """Teacher batch size."""
     patience: PositiveInt = 5
+    """Epochs without validation improvement before the teacher stops."""
     seed: int = 7
+    """Seed of the teacher's initialisation and shuffling."""
 
 
 class DistillationConfig(Strict):
     enabled: bool = True
+    """Distil the student from the teacher's logits."""
     teacher: TeacherConfig = TeacherConfig()
+    """The teacher, cached per data file and this section."""
     # T = 1, not Hinton's 4: on the 100k-jet benchmark T = 4 cost the default student 0.12
     # points against label-only training (four seeds), T = 1 gained 0.21 (standard error 0.07,
     # nineteen seeds): a 5-class tagger at 61% accuracy is unsure already, and softening it
     # further only flattens what the student is asked to match (README, compression benchmark).
     temperature: float = Field(default=1.0, gt=0)
+    """Softmax temperature T of the soft targets."""
     # Weight of the soft (teacher) loss; the hard-label loss gets 1 - alpha.
     alpha: Fraction = 0.7
+    """Weight of the soft (teacher) loss; the hard-label loss gets 1 - alpha."""
 
 
 class TrainingConfig(Strict):
     epochs: PositiveInt = 30
+    """Most epochs of float-reference and student training."""
     batch_size: PositiveInt = 256
+    """Batch size."""
     optimizer: Literal["adam", "sgd"] = "adam"
+    """`adam` or `sgd` (momentum 0.9)."""
     learning_rate: float = Field(default=2e-3, gt=0)
+    """Initial learning rate."""
     schedule: Literal["constant", "cosine"] = "cosine"
+    """`cosine` decay to zero over all steps, or `constant`."""
     patience: PositiveInt = 8
+    """Epochs without validation improvement before training stops."""
     seed: int = 7
+    """Seed of initialisation and shuffling."""
     # Start the student from the trained float reference's weights, so QAT, pruning and
     # distillation fine-tune a network that already works instead of a random one.
     init_from_float: bool = False
+    """Start the student from the trained float reference's weights."""
 
 
 class FirmwareConfig(Strict):
@@ -185,41 +245,67 @@ class FirmwareConfig(Strict):
 
     # HLS tool flow: Vivado -> vivado_hls, Vitis -> vitis-run (only needed for --synth).
     backend: Literal["Vivado", "Vitis"] = "Vivado"
+    """hls4ml backend: `Vivado` (vivado_hls) or `Vitis` (vitis-run)."""
     part: str = "xcvu13p-flga2577-2-e"
+    """FPGA part."""
     clock_period: float = Field(default=5.0, gt=0)  # ns
+    """Clock period [ns]."""
     io_type: Literal["io_parallel", "io_stream"] = "io_parallel"
+    """hls4ml I/O type."""
     strategy: Literal["Latency", "Resource", "distributed_arithmetic"] = "Latency"
+    """hls4ml strategy."""
     reuse_factor: PositiveInt = 1
+    """hls4ml reuse factor of every dense layer."""
     # Test jets on which emit-hls compares the C++ emulator with the QKeras student.
     emulation_jets: PositiveInt = 5000
+    """Test jets on which emit-hls compares the C++ emulator with QKeras."""
 
 
 class GatesConfig(Strict):
     max_accuracy_drop: float | None = 0.03
+    """Largest allowed accuracy of float minus firmware (unset: no gate)."""
     max_observable_distance: float | None = 0.1
+    """Largest allowed significant KS distance of selected-jet observables."""
     min_bit_exact_fraction: float | None = 1.0
+    """Smallest allowed fraction of test jets where firmware equals QKeras bit for bit."""
     max_latency_ns: float | None = None
+    """Largest allowed firmware latency [ns]."""
     max_lut: int | None = None
+    """Largest allowed LUT count."""
     max_dsp: int | None = None
+    """Largest allowed DSP count."""
 
 
 class ValidationConfig(Strict):
     signal_efficiencies: tuple[Fraction, ...] = (0.5, 0.8)
+    """Signal efficiencies at which background rejection is reported."""
     working_point_efficiency: Fraction = 0.5
+    """Signal efficiency of the working point whose selected jets are compared."""
     gates: GatesConfig = GatesConfig()
+    """Limits that make `trigger validate` exit 1."""
 
 
 class Recipe(Strict):
     name: str = "default"
+    """Names runs/NAME, firmware/NAME, validation/NAME (default: the recipe's file name)."""
     description: str = ""
+    """Free text."""
     data: DataConfig = DataConfig()
+    """Dataset, input contract and splits."""
     architecture: ArchitectureConfig = ArchitectureConfig()
+    """The student's (and float reference's) network."""
     quantization: QuantizationConfig = QuantizationConfig()
+    """QKeras formats of the student."""
     pruning: PruningConfig = PruningConfig()
+    """Magnitude pruning of the student."""
     distillation: DistillationConfig = DistillationConfig()
+    """Knowledge distillation from a float teacher."""
     training: TrainingConfig = TrainingConfig()
+    """Training of the float reference and the student."""
     firmware: FirmwareConfig = FirmwareConfig()
+    """hls4ml project settings for `trigger emit-hls`."""
     validation: ValidationConfig = ValidationConfig()
+    """What `trigger validate` reports and the gates it applies."""
 
     @field_validator("architecture")
     @classmethod
@@ -344,3 +430,66 @@ def override_firmware(
 
 def save_recipe(recipe: Recipe, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+
+
+def _type_text(annotation: Any, metadata: list[Any]) -> str:
+    """A field's type as a reader of a recipe needs it: `int >= 1`, `list of int`, ..."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Literal:
+        text = " or ".join(f"`{a}`" for a in args)
+    elif origin in (typing.Union, types.UnionType):
+        text = " or ".join(_type_text(a, []) for a in args if a is not type(None)) + " or null"
+    elif origin is tuple:
+        inner = _type_text(args[0], [])
+        text = f"list of {inner}" if args[-1] is Ellipsis else f"list of {len(args)} {inner}"
+    elif origin is dict:
+        text = f"map of name to {_type_text(args[1], [])}"
+    elif origin is typing.Annotated:
+        return _type_text(args[0], list(args[1:]))
+    else:
+        text = getattr(annotation, "__name__", str(annotation))
+    bounds = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    for item in metadata:
+        for attr in getattr(item, "metadata", [item]):
+            for key, sign in bounds.items():
+                if getattr(attr, key, None) is not None:
+                    text += f", {sign} {getattr(attr, key)}"
+    return text
+
+
+def _section_rows(model: type[BaseModel], values: dict[str, Any], prefix: str, out: list) -> None:
+    rows, nested = [], []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        meaning = (field.description or "").replace("|", "\\|")  # a table cell
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            nested.append((field.annotation, values[name], f"{key}."))
+            rows.append(f"| `{key}` | section | see below | {meaning} |")
+            continue
+        default = json.dumps(values[name])
+        kind = _type_text(field.annotation, field.metadata)
+        rows.append(f"| `{key}` | {kind} | `{default}` | {meaning} |")
+    title = f"`{prefix.rstrip('.')}`" if prefix else "Top level"
+    out += [f"## {title}", "", f"{model.__doc__.strip()}" if model.__doc__ else "", ""]
+    out += ["| key | type | default | meaning |", "|---|---|---|---|", *rows, ""]
+    for sub, sub_values, sub_prefix in nested:
+        _section_rows(sub, sub_values, sub_prefix, out)
+
+
+def recipe_reference() -> str:
+    """docs/recipes.md: every recipe key with its type, default and meaning, from this schema."""
+    out = [
+        "# Recipe reference",
+        "",
+        "Every key a recipe under `models/` may set, with its type, its default and what it",
+        "means. A recipe holds only what differs from these defaults; `--set a.b=value` overrides",
+        "any key from the command line, and `trigger recipe show RECIPE` prints a recipe with",
+        "every default filled in. This page is generated from `trigger/config.py` by",
+        "`trigger recipe reference > docs/recipes.md`; a test fails when it is out of date.",
+        "",
+    ]
+    _section_rows(Recipe, Recipe().model_dump(mode="json"), "", out)
+    return "\n".join(line for i, line in enumerate(out) if line or out[i - 1]) + "\n"

@@ -60,6 +60,7 @@ def cli() -> None:
       trigger emit-hls           hls4ml project and bit-accurate C++ emulator
       trigger validate           firmware vs float model: physics and hardware
       trigger run                all of the above for one recipe
+      trigger recipe show        a recipe with every default filled in
     """
 
 
@@ -67,11 +68,12 @@ def _register() -> None:
     # One line per command group; each module imports its stage lazily inside the command.
     from trigger.cli.data import data
     from trigger.cli.hls import emit_hls_cmd
+    from trigger.cli.recipe import recipe
     from trigger.cli.run import run
     from trigger.cli.train import train_and_compress_cmd
     from trigger.cli.validate import validate
 
-    for command in (data, train_and_compress_cmd, emit_hls_cmd, validate, run):
+    for command in (data, train_and_compress_cmd, emit_hls_cmd, validate, run, recipe):
         cli.add_command(command)
 
 
