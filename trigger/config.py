@@ -211,7 +211,7 @@ class DistillationConfig(Strict):
     # T = 1, not Hinton's 4: on the 100k-jet benchmark T = 4 cost the default student 0.12
     # points against label-only training (four seeds), T = 1 gained 0.21 (standard error 0.07,
     # nineteen seeds): a 5-class tagger at 61% accuracy is unsure already, and softening it
-    # further only flattens what the student is asked to match (README, compression benchmark).
+    # further only flattens what the student is asked to match (docs/benchmarks.md).
     temperature: float = Field(default=1.0, gt=0)
     """Softmax temperature T of the soft targets."""
     # Weight of the soft (teacher) loss; the hard-label loss gets 1 - alpha.
