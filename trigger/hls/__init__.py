@@ -1,7 +1,9 @@
 """Firmware stage: QKeras student -> hls4ml project + bit-accurate C++ emulator.
 
 Public API (heavy imports happen inside the functions):
-    emit_hls(run_dir, out_dir, *, data_path=None, synth=False, log=None) -> Path
+    emit_hls(run_dir, out_dir, *, data_path=None, firmware=None, overrides=(), synth=False,
+             rtl=False, replace=False, log=None) -> Path
+    emit_model(model_path, contract_path, out_dir, *, data_path, ...) -> Path   (own model)
     convert_student(model, output_dir, firmware=None) -> (hls_model, Plan)
     convert_float_reference(model, output_dir, firmware=None) -> hls_model
     build_emulator(project_dir, input_shape, output_shape, project="tagger") -> Path
@@ -12,7 +14,7 @@ Public API (heavy imports happen inside the functions):
 from trigger.hls.convert import STEPS, Plan, convert_float_reference, convert_student
 from trigger.hls.emulator import Emulator, build_emulator, emulate, load_emulator
 from trigger.hls.reports import parse_csynth_xml, parse_vivado_synth_rpt, synthesis_report
-from trigger.hls.stage import FLOAT_REFERENCE_DIR, emit_hls, synthesize
+from trigger.hls.stage import FLOAT_REFERENCE_DIR, emit_hls, emit_model, synthesize
 
 __all__ = [
     "FLOAT_REFERENCE_DIR",
@@ -23,6 +25,7 @@ __all__ = [
     "convert_float_reference",
     "convert_student",
     "emit_hls",
+    "emit_model",
     "emulate",
     "load_emulator",
     "parse_csynth_xml",
