@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from trigger.cli.options import force, recipe_overrides
+from trigger.cli.options import force
 from trigger.errors import TriggerError
 
 
@@ -39,7 +39,13 @@ from trigger.errors import TriggerError
     default=None,
     help="Jet file for the emulation check [default: the run recipe's data.path].",
 )
-@recipe_overrides
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="firmware.KEY=VALUE",
+    help="Override a firmware setting, e.g. --set firmware.clock_period=4 (repeatable).",
+)
 @click.option(
     "--synth",
     is_flag=True,
