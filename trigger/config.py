@@ -330,9 +330,12 @@ class Recipe(Strict):
     def digest(self, *sections: str) -> str:
         """A short hash of the named sections, to tell whether an artifact is up to date."""
         dump = self.model_dump(mode="json")
-        payload = {s: dump[s] for s in sections} if sections else dump
-        text = json.dumps(payload, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return digest({s: dump[s] for s in sections} if sections else dump)
+
+
+def digest(payload: Any) -> str:
+    """A short hash of JSON-able settings: what artifacts record as the settings they used."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _format_validation_error(source: str, error: ValidationError) -> str:

@@ -25,8 +25,6 @@ hls4ml_config.yml names the final directory, so hls4ml's `link_existing_project`
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import subprocess
 import sys
@@ -50,6 +48,7 @@ from trigger.config import (
     DataConfig,
     FirmwareConfig,
     Recipe,
+    digest,
     load_recipe,
     override_firmware,
     save_recipe,
@@ -250,7 +249,7 @@ def emit_model(
     sources = {
         "model": file_digest(model_path)[:16],
         "contract": file_digest(contract_path)[:16],
-        "firmware": hashlib.sha256(firmware.model_dump_json().encode()).hexdigest()[:16],
+        "firmware": digest({"firmware": firmware.model_dump(mode="json")}),
         "data": data_identity(data_path),
     }
     source = _Source(model_path, None, contract_path, data, firmware, data_path)
@@ -350,7 +349,3 @@ def _write_firmware(
         f"{result['bit_exact_fraction']}, top-class agreement {result['top_class_agreement']}; "
         f"testbench: {result['testbench']['printed']}"
     )
-
-
-def read_emulation(project_dir: str | Path) -> dict[str, Any]:
-    return json.loads((Path(project_dir) / "emulation.json").read_text())
