@@ -24,21 +24,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def bench(run_dir: Path, out_dir: Path, jets: int) -> dict:
     from trigger.config import load_recipe
-    from trigger.data.loader import Preprocessing
     from trigger.hls.stage import emulation_sample
+    from trigger.inputs import InputStage
     from trigger.rtl import emit_rtl
     from trigger.taggers import load_model
 
     recipe = load_recipe(run_dir / "recipe.yaml")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    preprocess = Preprocessing.load(run_dir / "preprocess.json")
-    x = emulation_sample(recipe.data, preprocess, None, jets)
+    stage = InputStage.load(run_dir / "input_stage.json")
+    sample = emulation_sample(recipe.data, stage, None, jets)
     start = time.perf_counter()
     figures = emit_rtl(
         load_model(run_dir / "student.h5"),
+        stage,
         out_dir / run_dir.name / "rtl",
         recipe.firmware,
-        x,
+        sample,
         log=lambda msg: print(f"  {run_dir.name}: {msg}", flush=True),
     )
     tools = figures["tools"]
@@ -64,13 +65,16 @@ def bench(run_dir: Path, out_dir: Path, jets: int) -> dict:
 def estimate(run_dir: Path) -> dict:
     """da4ml's cost model only: seconds per run instead of Yosys' minutes, for screening."""
     from trigger.config import load_recipe
+    from trigger.inputs import InputStage
     from trigger.rtl import cost_model, trace_student
     from trigger.taggers import load_model
 
     recipe = load_recipe(run_dir / "recipe.yaml")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     clock = recipe.firmware.clock_period
-    _, da4ml = cost_model(trace_student(load_model(run_dir / "student.h5"), recipe.firmware), clock)
+    stage = InputStage.load(run_dir / "input_stage.json")
+    student = load_model(run_dir / "student.h5")
+    _, da4ml = cost_model(trace_student(student, stage, recipe.firmware), clock)
     return {
         "run": str(run_dir),
         "accuracy": metrics["student"]["accuracy"],

@@ -40,7 +40,11 @@ def synthetic_jets(
         etarel = rng.normal(0, spread, multiplicity)
         phirel = rng.normal(0, spread, multiplicity)
         jet_pt = rng.uniform(800, 1200)
+        jet_eta, jet_phi = rng.uniform(-2, 2), rng.uniform(-np.pi, np.pi)
         ptrel = pt / pt.sum()
+        constituents[i, :multiplicity, col["j1_eta"]] = jet_eta + etarel
+        phi = (jet_phi + phirel + np.pi) % (2 * np.pi) - np.pi
+        constituents[i, :multiplicity, col["j1_phi"]] = phi
         constituents[i, :multiplicity, col["j1_pt"]] = ptrel * jet_pt
         constituents[i, :multiplicity, col["j1_ptrel"]] = ptrel
         constituents[i, :multiplicity, col["j1_etarel"]] = etarel
@@ -52,7 +56,8 @@ def synthetic_jets(
         constituents[i, :multiplicity, col["j1_e"]] = ptrel * jet_pt * 1.2
         constituents[i, :multiplicity, col["j1_erel"]] = ptrel
         jets[i, jcol["j_pt"]] = jet_pt
-        jets[i, jcol["j_eta"]] = rng.uniform(-2, 2)
+        jets[i, jcol["j_eta"]] = jet_eta
+        jets[i, jcol["j_phi"]] = jet_phi
         jets[i, jcol["j_mass"]] = 20 + 40 * label + rng.normal(0, 5)
         jets[i, jcol["j_mass_mmdt"]] = 10 + 40 * label + rng.normal(0, 5)
         jets[i, jcol["j_multiplicity"]] = multiplicity

@@ -29,11 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TRIGGER = Path(sys.executable).with_name("trigger")
 ARTIFACTS = (
     "teacher.h5",
-    "teacher_preprocess.json",
+    "teacher_input_stage.json",
     "float.h5",
     "student.h5",
     "recipe.yaml",
-    "preprocess.json",
+    "input_stage.json",
     "history.json",
     "metrics.json",
 )
@@ -188,7 +188,7 @@ def test_same_seed_same_student_and_qat_alone_forces_no_zeros(synthetic_data):
     recipe = _fast_recipe(
         pruning={"enabled": False}, distillation={"enabled": False}, training={"epochs": 2}
     )
-    data = load_dataset(recipe.data, synthetic_data)
+    data = load_dataset(recipe.data, recipe.quantization.input, synthetic_data)
     first, second = (compress.train_student(recipe, data, verbose=0).model for _ in range(2))
     for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -205,7 +205,7 @@ def test_student_starts_from_its_float_twin(synthetic_data):
         # One step too small to move a weight off its 8-bit grid point.
         training={"epochs": 1, "learning_rate": 1e-12, "init_from_float": True},
     )
-    data = load_dataset(recipe.data, synthetic_data)
+    data = load_dataset(recipe.data, recipe.quantization.input, synthetic_data)
     reference = compress.train_float(recipe, data, verbose=0).model
     student = compress.train_student(recipe, data, verbose=0, float_reference=reference).model
     for twin, layer in zip(

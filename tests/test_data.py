@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import synthetic_jets, write_synthetic_file
-from trigger.config import CLASS_NAMES, DataConfig
+from trigger.config import CLASS_NAMES, DataConfig, QuantizerConfig
 from trigger.data.generate import GenerationSettings, generate, manifest_path, shard_plan
 from trigger.data.layout import JET_FEATURES, PARTICLE_FEATURES, write_jets_file
 from trigger.data.loader import (
-    Preprocessing,
     flattening_weights,
     load_dataset,
     load_test_split,
@@ -28,9 +27,11 @@ from trigger.data.loader import (
     split_indices,
 )
 from trigger.errors import TriggerError
+from trigger.inputs import ANGLE_LSB, PT_LSB, InputStage
 
 TRIGGER = str(Path(sys.executable).with_name("trigger"))
 TINY = GenerationSettings(jets_per_class=12, seed=5, shard_size=6)
+PORT = QuantizerConfig(bits=12, integer=3)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,56 @@ def test_generated_file_has_the_published_layout(generated: Path) -> None:
     assert np.all(np.abs(jets[:, JET_FEATURES.index("j_eta")]) < TINY.eta_max)
     ptrel_sum = constituents[..., PARTICLE_FEATURES.index("j1_ptrel")].sum(axis=1)
     assert np.all(ptrel_sum[multiplicity <= 150] > 0.9)
+
+
+@pytest.mark.slow
+def test_generated_candidates_are_l1_words_above_the_threshold(generated: Path) -> None:
+    sample = read_jets(generated, n_constituents=150)
+    with h5py.File(generated) as f:
+        stored = f["jetConstituentList"][()]
+        jets = f["jets"][()]
+    real = stored[..., PARTICLE_FEATURES.index("j1_pt")] > 0
+    for name, lsb in (("pt", PT_LSB), ("eta", ANGLE_LSB), ("phi", ANGLE_LSB)):
+        values = stored[..., PARTICLE_FEATURES.index(f"j1_{name}")][real] / lsb
+        np.testing.assert_allclose(values, np.rint(values), atol=1e-3)  # on the word grid
+    assert stored[..., PARTICLE_FEATURES.index("j1_pt")][real].min() >= TINY.candidate_pt_min
+    multiplicity = jets[:, JET_FEATURES.index("j_multiplicity")]
+    np.testing.assert_array_equal(real.sum(axis=1), np.minimum(multiplicity, 150))
+    np.testing.assert_array_equal(sample.jet[:, 3], np.minimum(multiplicity, 255))
+
+
+def test_detector_thresholds_rounds_and_saturates() -> None:
+    from trigger.data.generate import detector
+
+    pt = np.array([5000.0, 0.9, 2.1, 3.0])
+    eta = np.array([0.1, 0.0, 9.5, -0.3])
+    phi = np.array([3.14159, 0.0, -1.0, np.pi - 1e-9])
+    mass = np.array([0.0, 0.0, 0.13957, 0.0])
+    pz = pt * np.sinh(eta)
+    p4 = np.stack([pt * np.cos(phi), pt * np.sin(phi), pz, np.sqrt(pt**2 + pz**2 + mass**2)], -1)
+    (out,) = detector([p4], pt_min=1.0)
+    assert len(out) == 3  # 0.9 GeV dropped
+    out_pt = np.hypot(out[:, 0], out[:, 1])
+    np.testing.assert_allclose(out_pt, [4095.75, 2.0, 3.0])  # saturated; 2.1 rounds to 2.0
+    out_eta = np.arcsinh(out[:, 2] / out_pt)
+    np.testing.assert_allclose(out_eta / ANGLE_LSB, [23, 2047, -69], atol=1e-6)
+    out_phi = np.arctan2(out[:, 1], out[:, 0])
+    np.testing.assert_allclose(np.abs(out_phi) / ANGLE_LSB, [720, 229, 720], atol=1e-6)
+    mass_out = np.sqrt(np.maximum(out[:, 3] ** 2 - (out[:, :3] ** 2).sum(1), 0))
+    np.testing.assert_allclose(mass_out, [0.0, 0.13957, 0.0], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_parton_window_generates_around_the_hard_process_pt(tmp_path: Path) -> None:
+    settings = GenerationSettings(
+        jets_per_class=4, seed=2, shard_size=4, window="parton", pt_min=990, pt_max=1010
+    )
+    out = generate(settings, tmp_path / "parton.h5", workers=2)
+    manifest = json.loads(manifest_path(out).read_text())
+    assert manifest["settings"]["window"] == "parton" and "parton" in manifest["window"]
+    assert "threshold" in manifest["detector"]
+    jet_pt = read_jets(out, 1).observables["pt"]
+    assert len(jet_pt) == 20 and 700 < np.median(jet_pt) < 1100
 
 
 @pytest.mark.slow
@@ -125,7 +176,21 @@ def test_interrupted_run_resumes_without_losing_or_duplicating_jets(generated, t
     assert not shard_dir.exists()
 
 
-def test_generation_rejects_bad_settings(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--window", "parton", "--candidate-pt-min", "-1"], "--candidate-pt-min"),
+        (["--pt-min", "900", "--pt-max", "800"], "pT window"),
+    ],
+)
+def test_generation_rejects_bad_settings(tmp_path, options, message) -> None:
+    result = run_cli("data", "generate", "--out", str(tmp_path / "x.h5"), *options)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_generation_rejects_an_inverted_window(tmp_path) -> None:
     result = run_cli("data", "generate", "--out", str(tmp_path / "x.h5"), "--pt-min", "900",
                      "--pt-max", "800")  # fmt: skip
     assert result.returncode == 2
@@ -152,11 +217,18 @@ def test_inspect_table_json_and_plot(synthetic_data: Path, tmp_path: Path) -> No
 # --- loader ---------------------------------------------------------------------------------
 
 
-def test_loader_reads_published_layout_and_selects_features(synthetic_data: Path) -> None:
-    sample = read_jets(synthetic_data, n_constituents=8, features=("ptrel", "etarel", "phirel"))
+def test_loader_reads_the_layout_as_l1_words(synthetic_data: Path) -> None:
+    sample = read_jets(synthetic_data, n_constituents=8)
     constituents, jets = synthetic_jets(300)
-    assert sample.x.shape == (1500, 8, 3)
-    np.testing.assert_array_equal(sample.x[..., 0], constituents[:, :8, 6])
+    assert sample.candidates.shape == (1500, 8, 3) and sample.jet.shape == (1500, 4)
+    col = {name: PARTICLE_FEATURES.index(f"j1_{name}") for name in ("pt", "eta", "phi")}
+    np.testing.assert_array_equal(
+        sample.candidates[..., 0], np.rint(constituents[:, :8, col["pt"]] / PT_LSB)
+    )
+    np.testing.assert_array_equal(
+        sample.candidates[..., 2], np.rint(constituents[:, :8, col["phi"]] / ANGLE_LSB)
+    )
+    np.testing.assert_array_equal(sample.jet[:, 3], jets[:, JET_FEATURES.index("j_multiplicity")])
     np.testing.assert_array_equal(sample.y, jets[:, -6:-1])
     assert set(sample.observables) >= {"pt", "eta", "mass", "mass_mmdt", "multiplicity"}
 
@@ -164,14 +236,14 @@ def test_loader_reads_published_layout_and_selects_features(synthetic_data: Path
 def test_loader_concatenates_files_and_limits(tmp_path: Path) -> None:
     a = write_synthetic_file(tmp_path / "a.h5", 10, seed=1)
     b = write_synthetic_file(tmp_path / "b.h5", 10, seed=2)
-    both = read_jets([a, b], 4, ("ptrel",))
+    both = read_jets([a, b], 4)
     assert len(both) == 100
-    assert len(read_jets([a, b], 4, ("ptrel",), limit=30)) == 30
+    assert len(read_jets([a, b], 4, limit=30)) == 30
 
 
 def test_dataset_splits_are_deterministic_disjoint_and_normalised(synthetic_data: Path) -> None:
     config = DataConfig(path=str(synthetic_data), n_constituents=16, split=(0.6, 0.2, 0.2))
-    first, second = load_dataset(config), load_dataset(config)
+    first, second = load_dataset(config, PORT), load_dataset(config, PORT)
     np.testing.assert_array_equal(first.test.x, second.test.x)
     parts = split_indices(1500, config.split, config.split_seed)
     assert sorted(np.concatenate(parts).tolist()) == list(range(1500))
@@ -179,10 +251,11 @@ def test_dataset_splits_are_deterministic_disjoint_and_normalised(synthetic_data
 
     x = first.train.x
     real = ~np.all(x == 0, axis=-1)
-    np.testing.assert_allclose(x[real].mean(axis=0), 0, atol=0.05)
-    assert np.all(np.abs(x) <= config.clip)
-    assert first.preprocessing.n_constituents == 16
-    assert first.preprocessing.features == config.features
+    np.testing.assert_allclose(x[real].mean(axis=0), 0, atol=0.1)
+    assert np.all((x[real].std(axis=0) > 0.5) & (x[real].std(axis=0) < 2))  # a power-of-two scale
+    assert np.all(np.abs(x) <= 2**PORT.integer)
+    assert first.input_stage.n_constituents == 16
+    assert first.input_stage.features == config.features
 
 
 def test_flattening_weights_equalise_class_pt_spectra(tmp_path: Path) -> None:
@@ -192,7 +265,7 @@ def test_flattening_weights_equalise_class_pt_spectra(tmp_path: Path) -> None:
     # Gluons: a much steeper spectrum over the same window.
     jets[gluons, pt_col] = 800 + 400 * ((jets[gluons, pt_col] - 800) / 400) ** 4
     write_jets_file(tmp_path / "skewed.h5", constituents, jets)
-    sample = read_jets(tmp_path / "skewed.h5", 1, ("ptrel",))
+    sample = read_jets(tmp_path / "skewed.h5", 1)
     weights = flattening_weights(sample)
     pt, labels = sample.observables["pt"], sample.labels
     raw_gap = abs(pt[labels == 0].mean() - pt[labels == 2].mean())
@@ -238,14 +311,14 @@ def test_bad_input_gives_one_line_error_and_nonzero_exit(tmp_path, kind, message
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "Traceback" not in result.stderr
     with pytest.raises(TriggerError, match=re.escape(message)):
-        read_jets(path, 4, ("ptrel", "etarel"))
+        read_jets(path, 4)
 
 
-def test_test_split_with_saved_preprocessing_matches_training_time(synthetic_data, tmp_path):
+def test_test_split_with_saved_input_stage_matches_training_time(synthetic_data, tmp_path):
     config = DataConfig(path=str(synthetic_data), n_constituents=16)
-    dataset = load_dataset(config)
-    dataset.preprocessing.save(tmp_path / "preprocess.json")
-    saved = Preprocessing.load(tmp_path / "preprocess.json")
+    dataset = load_dataset(config, PORT)
+    dataset.input_stage.save(tmp_path / "input_stage.json")
+    saved = InputStage.load(tmp_path / "input_stage.json")
     # A different N in the recipe must not matter: the saved contract decides.
     test = load_test_split(config.model_copy(update={"n_constituents": 8}), saved)
     np.testing.assert_array_equal(test.x, dataset.test.x)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import write_synthetic_file
-from tests.constituents import permute_real_constituents
+from tests.constituents import edge_case_words, permute_candidates
 from trigger.artifacts import TRAIN, seal
 from trigger.config import FirmwareConfig, recipe_from_dict, save_recipe
 from trigger.errors import TriggerError
@@ -42,7 +42,7 @@ def _q(bits: int, integer: int) -> dict[str, int]:
 # Different N, widths, bit widths, input formats, and an MLP (Flatten) for good measure.
 CONFIGS: dict[str, dict[str, Any]] = {
     "deepsets_n16_8bit": {
-        "data": {"n_constituents": 16},
+        "data": {"n_constituents": 16, "features": ["pt", "deta", "dphi"]},
         "architecture": {"kind": "deepsets", "phi": [32, 16], "rho": [16], "pooling": "mean"},
         "quantization": {
             "input": _q(12, 3),
@@ -51,7 +51,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         },
     },
     "deepsets_n32_6bit": {
-        "data": {"n_constituents": 32},
+        "data": {"n_constituents": 32, "features": ["pt", "deta", "dphi", "dr2", "count"]},
         "architecture": {"kind": "deepsets", "phi": [16, 16, 16], "rho": [16], "pooling": "mean"},
         "quantization": {
             "input": _q(9, 2),
@@ -60,7 +60,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         },
     },
     "mlp_n16_7bit": {
-        "data": {"n_constituents": 16},
+        "data": {"n_constituents": 16, "features": ["count", "dr2", "dphi"]},
         "architecture": {"kind": "mlp", "dense": [32, 16]},
         "quantization": {
             "input": _q(10, 3),
@@ -75,10 +75,11 @@ DEEPSETS = [name for name, c in CONFIGS.items() if c["architecture"]["kind"] == 
 @dataclass
 class Firmware:
     recipe: Any
-    model: Any  # the QKeras student (reference)
+    model: Any  # the QKeras student (reference, behind `stage`)
+    stage: Any  # the input stage fitted on the toy jets
     project: Path  # compiled firmware directory
     summary: dict[str, Any]
-    jets: np.ndarray  # normalised toy jets (all splits)
+    words: np.ndarray  # L1 words of the toy jets (all splits)
 
 
 @pytest.fixture(scope="session")
@@ -110,11 +111,13 @@ def random_student(recipe, seed: int = 0):
     return model
 
 
-def _jets(recipe) -> np.ndarray:
+def _toy(recipe) -> tuple[Any, np.ndarray]:
+    """The input stage fitted on the toy file, and the words of all its jets."""
     from trigger.data.loader import load_dataset
 
-    data = load_dataset(recipe.data)
-    return np.concatenate([data.train.x, data.validation.x, data.test.x])
+    data = load_dataset(recipe.data, recipe.quantization.input)
+    words = np.concatenate([s.words for s in (data.train, data.validation, data.test)])
+    return data.input_stage, words
 
 
 _CACHE: dict[str, Firmware] = {}
@@ -125,90 +128,53 @@ def firmware(request, toy_file, tmp_path_factory) -> Firmware:
     """Convert + compile one configuration once per session (param: a CONFIGS key)."""
     name = request.param
     if name not in _CACHE:
-        from trigger.hls import build_emulator, convert_student
+        from trigger.hls.stage import write_project
 
         recipe = make_recipe(name, toy_file)
         model = random_student(recipe)
+        stage, words = _toy(recipe)
         project = tmp_path_factory.mktemp(f"fw_{name}")
-        _, plan = convert_student(model, project, recipe.firmware)
-        build_emulator(project, model.input_shape[1:], model.output_shape[1:])
-        _CACHE[name] = Firmware(recipe, model, project, plan.summary(), _jets(recipe))
+        _, plan = write_project(model, stage, project, recipe.firmware)
+        _CACHE[name] = Firmware(recipe, model, stage, project, plan.summary(), words)
     return _CACHE[name]
 
 
-def edge_cases(n: int, f: int, fmt_integer: int, fmt_fractional: int, rng) -> np.ndarray:
-    """Zeros, values at/beyond the input range, exact rounding ties, padded jets."""
-    top = 2.0**fmt_integer  # the input quantizer saturates at +-top (minus one LSB up top)
-    lsb = 2.0**-fmt_fractional
-    cases = [
-        np.zeros((n, f)),
-        np.full((n, f), top - lsb),
-        np.full((n, f), top),
-        np.full((n, f), -top),
-        np.full((n, f), -top - lsb),
-        np.full((n, f), 4 * top),
-        np.full((n, f), -4 * top),
-        np.full((n, f), 1000.0),
-        np.full((n, f), -1000.0),
-        np.full((n, f), lsb / 2),  # a tie: rounds to 0 (even)
-        np.full((n, f), 1.5 * lsb),  # a tie: rounds to 2 lsb (even)
-        np.full((n, f), -lsb / 2),
-        np.full((n, f), -1.5 * lsb),
-    ]
-    # Random exact ties k + 1/2 LSB all over the range, positive and negative.
-    for _ in range(40):
-        k = rng.integers(
-            -(2 ** (fmt_integer + fmt_fractional)), 2 ** (fmt_integer + fmt_fractional), (n, f)
-        )
-        cases.append((k + 0.5) * lsb)
-    # Padded jets: m real constituents, the rest exactly zero (as the preprocessing pads).
-    for m in (1, 2, n // 2, n - 1):
-        jet = np.zeros((n, f))
-        jet[:m] = rng.normal(0, top / 2, (m, f))
-        cases.append(jet)
-    # One constituent saturating, the rest ordinary.
-    jet = rng.normal(0, 1, (n, f))
-    jet[0] = top * 3
-    cases.append(jet)
-    return np.asarray(cases, np.float32)
+def reference(fw: Firmware, words: np.ndarray) -> np.ndarray:
+    """The Python input stage, then the QKeras student."""
+    return fw.model.predict(fw.stage.apply_words(words), batch_size=2048, verbose=0)
 
 
-def reference(model, x: np.ndarray) -> np.ndarray:
-    return model.predict(x, batch_size=2048, verbose=0)
-
-
-def assert_bit_exact(fw: Firmware, x: np.ndarray) -> None:
+def assert_bit_exact(fw: Firmware, words: np.ndarray) -> None:
     from trigger.hls import emulate
 
-    emulated = emulate(fw.project, x)
-    assert emulated.shape == (len(x), 5)
-    np.testing.assert_array_equal(emulated, reference(fw.model, x))
+    emulated = emulate(fw.project, words)
+    assert emulated.shape == (len(words), 5)
+    np.testing.assert_array_equal(emulated, reference(fw, words))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("firmware", list(CONFIGS), indirect=True)
 def test_emulator_is_bit_exact(firmware: Firmware) -> None:
-    """THE test: the compiled firmware equals QKeras on every jet, no tolerance."""
+    """THE test: the compiled firmware, from L1 words to logits, equals the Python input stage
+    and QKeras on every jet, no tolerance."""
+    from trigger.inputs import random_words
+
     summary = firmware.summary
     # The Keras reference is itself exact only while sums fit float32; these configs do.
     assert summary["keras_float32_exact"], summary["max_accumulator_significant_bits"]
-    n, f = firmware.model.input_shape[1:]
+    n = firmware.stage.n_constituents
     rng = np.random.default_rng(1)
-    q = firmware.recipe.quantization.input
     # 1) every toy jet (train, validation and test splits: thousands of jets)
-    assert len(firmware.jets) >= 3000
-    assert_bit_exact(firmware, firmware.jets)
-    # 2) random inputs across and beyond the input range
-    scale = 2.0**q.integer
-    random = rng.normal(0, scale / 2, (3000, n, f)).astype(np.float32)
-    wide = rng.uniform(-3 * scale, 3 * scale, (1000, n, f)).astype(np.float32)
-    assert_bit_exact(firmware, np.concatenate([random, wide]))
-    # 3) edge cases: zeros, saturation, exact rounding ties, padded jets
-    assert_bit_exact(firmware, edge_cases(n, f, q.integer, q.bits - 1 - q.integer, rng))
+    assert len(firmware.words) >= 3000
+    assert_bit_exact(firmware, firmware.words)
+    # 2) random jets across the words' ranges
+    assert_bit_exact(firmware, random_words(4000, n, rng))
+    # 3) edge cases: phi wrap-around, saturation, one candidate, count above N, padding
+    assert_bit_exact(firmware, edge_case_words(n, rng))
     # The outputs are not trivially constant.
     from trigger.hls import emulate
 
-    out = emulate(firmware.project, firmware.jets)
+    out = emulate(firmware.project, firmware.words)
     assert len(np.unique(out.argmax(1))) > 1
     assert len(np.unique(out)) > 50
 
@@ -216,15 +182,15 @@ def test_emulator_is_bit_exact(firmware: Firmware) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("firmware", DEEPSETS, indirect=True)
 def test_emulator_is_permutation_invariant(firmware: Firmware) -> None:
-    """Reordering the real (non-padded) constituents changes no output bit."""
+    """Candidates in any order: reordering the real ones changes no output bit."""
     from trigger.hls import emulate
 
     rng = np.random.default_rng(2)
-    jets = firmware.jets[:1000].copy()
-    permuted = permute_real_constituents(jets, rng)
-    assert not np.array_equal(permuted, jets)
+    words = firmware.words[:1000]
+    permuted = permute_candidates(words, firmware.stage.n_constituents, rng)
+    assert not np.array_equal(permuted, words)
     np.testing.assert_array_equal(
-        emulate(firmware.project, permuted), emulate(firmware.project, jets)
+        emulate(firmware.project, permuted), emulate(firmware.project, words)
     )
 
 
@@ -311,7 +277,8 @@ def _make_run(run_dir: Path, toy_file: Path) -> Any:
     _save(random_student(recipe, seed=5), run_dir / "student.h5")
     _save(build_float(recipe, 3), run_dir / "float.h5")
     save_recipe(recipe, run_dir / "recipe.yaml")
-    load_dataset(recipe.data).preprocessing.save(run_dir / "preprocess.json")
+    stage = load_dataset(recipe.data, recipe.quantization.input).input_stage
+    stage.save(run_dir / "input_stage.json")
     seal(run_dir, TRAIN, {})  # a hand-made run, sealed as train-and-compress seals its own
     return recipe
 
@@ -319,6 +286,7 @@ def _make_run(run_dir: Path, toy_file: Path) -> Any:
 @pytest.mark.slow
 def test_emit_hls_stage(tmp_path: Path, toy_file: Path) -> None:
     from trigger.hls import emit_hls, emulate
+    from trigger.inputs import InputStage, random_words
     from trigger.taggers import load_model
 
     _make_run(tmp_path / "runs" / "toy", toy_file)
@@ -329,7 +297,8 @@ def test_emit_hls_stage(tmp_path: Path, toy_file: Path) -> None:
     assert emulation["bit_exact_fraction"] == 1.0
     assert emulation["top_class_agreement"] == 1.0
     expected = ["build_prj.tcl", "firmware/tagger.cpp", "emulator/libemulator.so"]
-    expected += ["conversion.json", "student.h5", "preprocess.json", "recipe.yaml"]
+    expected += ["conversion.json", "student.h5", "input_stage.json", "recipe.yaml"]
+    expected += ["firmware/input_stage.h", "firmware/input_stage_params.h"]
     expected += ["float_reference/build_prj.tcl", "float_reference/firmware/tagger.cpp"]
     for name in expected:
         assert (out / name).exists(), name
@@ -341,9 +310,10 @@ def test_emit_hls_stage(tmp_path: Path, toy_file: Path) -> None:
     }
     assert_testbench_proves_exactness(out, tmp_path / "copy")
     # Later stages run the emulator from the directory alone.
-    x = np.random.default_rng(0).normal(0, 2, (64, 16, 3)).astype(np.float32)
+    words = random_words(64, 16, np.random.default_rng(0))
     student = load_model(out / "student.h5")
-    np.testing.assert_array_equal(emulate(out, x), student.predict(x, verbose=0))
+    x = InputStage.load(out / "input_stage.json").apply_words(words)
+    np.testing.assert_array_equal(emulate(out, words), student.predict(x, verbose=0))
 
 
 def assert_testbench_proves_exactness(project: Path, scratch: Path) -> None:

@@ -2,12 +2,14 @@
 
 `train_and_compress(recipe, data_path, out_dir)` writes, under fixed names:
 
-    teacher.h5 + teacher_preprocess.json   float teacher over its own N (if distilling)
+    teacher.h5 + teacher_input_stage.json  float teacher over its own N (if distilling)
     float.h5      the student's architecture in plain float, hard labels, no pruning
     student.h5    QAT (quantization.enabled), magnitude pruning (pruning.enabled) and
                   knowledge distillation (distillation.enabled); weights stored on their grids
     recipe.yaml   the resolved recipe (data.path is the file actually read)
-    preprocess.json, history.json, metrics.json
+    input_stage.json  the firmware's input stage (features from L1 words), fitted on the
+                  training split: every model here trains on exactly what it computes
+    history.json, metrics.json
     artifact.json the run's seal: every file's hash, its identity, the data and recipe it used
 
 All models output logits. The directory is built under a temporary name and renamed when
@@ -380,6 +382,7 @@ def _teacher_key(recipe: Recipe, data_path: Path) -> str:
     data = _teacher_data_config(recipe).model_dump(mode="json")
     payload = {
         "data": data | {"path": str(data_path.resolve())},
+        "port": recipe.quantization.input.model_dump(mode="json"),
         "teacher": recipe.distillation.teacher.model_dump(mode="json"),
         "file": [stat.st_size, stat.st_mtime_ns],
     }
@@ -387,7 +390,7 @@ def _teacher_key(recipe: Recipe, data_path: Path) -> str:
 
 
 def _teacher_data(recipe: Recipe, data_path: Path) -> Dataset:
-    return load_dataset(_teacher_data_config(recipe), data_path)
+    return load_dataset(_teacher_data_config(recipe), recipe.quantization.input, data_path)
 
 
 def cached_teacher(
@@ -408,7 +411,7 @@ def cached_teacher(
     with atomic_path(folder) as tmp:
         tmp.mkdir(parents=True)
         _save_h5(trained.model, tmp / "teacher.h5")
-        data.preprocessing.save(tmp / "preprocess.json")
+        data.input_stage.save(tmp / "input_stage.json")
         write_json(tmp / "history.json", trained.history)
     return trained.model, data, folder
 
@@ -472,7 +475,7 @@ def train_and_compress(
     )
     check_output(out_dir, TRAIN, [data_path], replace)
     cache = Path(teacher_cache) if teacher_cache else out_dir.resolve().parent / ".teachers"
-    data = load_dataset(recipe.data, data_path)
+    data = load_dataset(recipe.data, recipe.quantization.input, data_path)
     sources = train_sources(recipe, data_path)
     with stage_output(out_dir, TRAIN, sources, inputs=[data_path], replace=replace) as tmp:
         _train_into(tmp, recipe, data_path, data, cache, verbose, log)
@@ -494,7 +497,7 @@ def _train_into(
         metrics["teacher"] = evaluate(teacher, teacher_data.test)
         histories["teacher"] = json.loads((folder / "history.json").read_text())
         shutil.copyfile(folder / "teacher.h5", out / "teacher.h5")
-        shutil.copyfile(folder / "preprocess.json", out / "teacher_preprocess.json")
+        shutil.copyfile(folder / "input_stage.json", out / "teacher_input_stage.json")
     else:
         log("distillation off: no teacher")
         metrics["teacher"] = None
@@ -521,6 +524,6 @@ def _train_into(
     _save_h5(student.model, out / "student.h5")
 
     save_recipe(recipe, out / "recipe.yaml")
-    data.preprocessing.save(out / "preprocess.json")
+    data.input_stage.save(out / "input_stage.json")
     write_json(out / "history.json", histories)
     write_json(out / "metrics.json", metrics)

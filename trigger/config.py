@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from trigger.errors import TriggerError
+from trigger.inputs import check_features
 
 CLASS_NAMES = ("g", "q", "W", "Z", "t")
 
@@ -55,6 +56,11 @@ class GenerationConfig(Strict):
     """Largest jet |eta| kept."""
     shard_size: PositiveInt = 1000
     """Jets per shard: the unit of parallelism and of resumption."""
+    window: Literal["jet", "parton"] = "jet"
+    """What [pt_min, pt_max] bounds: `jet` the jet's pT; `parton` the hard-process parton or
+    boson pT (the public hls4ml set: 1 TeV within 1%, i.e. 990 to 1010)."""
+    candidate_pt_min: float = Field(default=1.0, ge=0)
+    """Detector stage: candidates below this pT [GeV] are dropped."""
 
 
 class DataConfig(Strict):
@@ -64,21 +70,29 @@ class DataConfig(Strict):
     """How `trigger run` generates `path` when the file is absent."""
     # Weaver-style fixed-size input contract: the firmware sees exactly N x F numbers.
     n_constituents: PositiveInt = 16
-    """Constituents per jet the models see (the leading N in pT, zero-padded)."""
-    features: tuple[str, ...] = ("ptrel", "etarel", "phirel")
-    """Particle features per constituent, named as in `particleFeatureNames` without `j1_`."""
+    """Candidates per jet the firmware receives (the leading N in pT, zero-padded)."""
+    features: tuple[str, ...] = ("pt", "deta", "dphi")
+    """Features the firmware's input stage computes per candidate from the L1 words: `pt`,
+    `deta`, `dphi` (relative to the jet axis, phi wrapped), `dr2` (deltaR^2), `count` (the
+    jet's candidate count)."""
     # Reweight every class to the same (pT, eta) spectrum so a tagger cannot win on kinematics.
     reweight: Literal["none", "pt_eta"] = "pt_eta"
     """`pt_eta`: weight every class to the same (pT, |eta|) spectrum in training."""
-    # Normalised inputs are clipped to +-clip: the firmware's input range.
-    clip: float = Field(default=8.0, gt=0)
-    """Normalised inputs are clipped to +-clip."""
     split: tuple[Fraction, Fraction, Fraction] = (0.6, 0.2, 0.2)
     """Train, validation and test fractions."""
     split_seed: int = 42
     """Seed of the shuffled split."""
     max_jets: PositiveInt | None = None
     """Read at most this many jets of the file (all when unset)."""
+
+    @field_validator("features")
+    @classmethod
+    def _firmware_computes(cls, features: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            check_features(features)
+        except TriggerError as error:
+            raise ValueError(str(error)) from None
+        return features
 
     @model_validator(mode="after")
     def _split_sums_to_one(self) -> DataConfig:

@@ -33,6 +33,21 @@ def data() -> None:
 @click.option("--pt-max", type=float, default=1200.0, show_default=True)
 @click.option("--eta-max", type=float, default=2.0, show_default=True, help="Jet |eta| cut.")
 @click.option(
+    "--window",
+    type=click.Choice(["jet", "parton"]),
+    default="jet",
+    show_default=True,
+    help="What --pt-min/--pt-max bound: the jet's pT, or the hard-process parton/boson pT "
+    "(the public hls4ml set: --window parton --pt-min 990 --pt-max 1010).",
+)
+@click.option(
+    "--candidate-pt-min",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Detector stage: drop candidates below this pT [GeV] (0 keeps all).",
+)
+@click.option(
     "--shard-size",
     type=click.IntRange(min=1),
     default=1000,
@@ -47,9 +62,14 @@ def generate(
     pt_min: float,
     pt_max: float,
     eta_max: float,
+    window: str,
+    candidate_pt_min: float,
     shard_size: int,
 ) -> None:
-    """Generate g, q, W, Z, t jets with Pythia 8, anti-kT R=0.8, truth-matched.
+    """Generate g, q, W, Z, t jets with Pythia 8, anti-kT R=0.8, truth-matched, as L1 candidates.
+
+    Each jet's particles pass a detector stage: a pT threshold, then pT, eta and phi rounded
+    to Level-1 words (0.25 GeV, pi/720), saturating at the word range.
 
     An interrupted run keeps its finished shards (OUT.shards/); rerunning the same command
     resumes. The same seed and shard size give a byte-identical file.
@@ -61,7 +81,9 @@ def generate(
     from trigger.data.generate import GenerationSettings
     from trigger.data.generate import generate as run
 
-    settings = GenerationSettings(jets_per_class, seed, pt_min, pt_max, eta_max, shard_size)
+    settings = GenerationSettings(
+        jets_per_class, seed, pt_min, pt_max, eta_max, shard_size, window, candidate_pt_min
+    )
     existed = out.exists()
     run(settings, out, workers)
     verb = "up to date" if existed else "wrote"

@@ -22,8 +22,8 @@ from trigger.errors import TriggerError
     "--inputs",
     "contract_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The input contract of --model, in the preprocess.json form every run writes: "
-    "n_constituents, features, center, scale, clip.",
+    help="The input stage of --model, in the input_stage.json form every run writes: "
+    "n_constituents, features, center, shift, input_bits, input_integer.",
 )
 @click.option(
     "--out",
@@ -73,7 +73,7 @@ def emit_hls_cmd(
     its testbench, prove both exact.
 
     \b
-    Reads RUN/{student.h5, float.h5, recipe.yaml, preprocess.json}, checked against the run's
+    Reads RUN/{student.h5, float.h5, recipe.yaml, input_stage.json}, checked against the run's
     seal. Writes to --out, which appears complete or not at all: the project (build scripts,
     firmware C++, weights), emulator/, conversion.json (every fixed-point type),
     emulation.json (emulator vs QKeras on test jets, and the testbench's verdict), tb_data/

@@ -39,7 +39,7 @@ def train_and_compress_cmd(
     """Train the teacher and float reference, then QAT + pruning + distillation of the student.
 
     \b
-    Writes teacher.h5, float.h5, student.h5, recipe.yaml, preprocess.json, history.json and
+    Writes teacher.h5, float.h5, student.h5, recipe.yaml, input_stage.json, history.json and
     metrics.json to --out, which appears complete or not at all. A teacher trained for the
     same data and teacher section is reused from <out>/../.teachers/.
 

@@ -1,4 +1,10 @@
-"""Jets from Pythia 8, clustered anti-kT R=0.8, truth-matched, in the hls4ml LHC-jet layout.
+"""Jets from Pythia 8, clustered anti-kT R=0.8, truth-matched, seen as a Level-1 system sees
+them, in the hls4ml LHC-jet layout.
+
+The detector/candidate stage (`detector`) turns each jet's particles into L1 candidates: a
+per-candidate pT threshold, then pT, eta and phi rounded to the L1 words of `trigger.inputs`
+(saturating at the word range). Every stored column, and the jet's observables and
+multiplicity, are computed from these candidates.
 
 Work is cut into shards (one class, a fixed number of jets, its own seed). Each shard runs in
 its own process with its own Pythia and lands on disk atomically, so an interrupted run keeps
@@ -33,6 +39,7 @@ from trigger.config import CLASS_NAMES
 from trigger.data.features import jet_arrays
 from trigger.data.layout import write_jets_file
 from trigger.errors import TriggerError
+from trigger.inputs import ETA_WORD, PHI_WORD, PT_WORD, to_words
 from trigger.io import atomic_path, make_parent
 
 JET_RADIUS = 0.8
@@ -78,6 +85,12 @@ TRUTH = {
 }
 
 
+WINDOWS = {
+    "jet": "the jet's pT (hard-process pT from pt_min - 50 to pt_max + 200 GeV)",
+    "parton": "the hard-process parton/boson pT; jets above half of pt_min kept",
+}
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
     jets_per_class: int
@@ -86,6 +99,8 @@ class GenerationSettings:
     pt_max: float = 1200.0
     eta_max: float = 2.0
     shard_size: int = 1000
+    window: str = "jet"  # what [pt_min, pt_max] bounds: see WINDOWS
+    candidate_pt_min: float = 1.0  # GeV: the detector stage's per-candidate threshold
 
     def __post_init__(self) -> None:
         if not 1 <= self.seed <= 900_000_000:
@@ -101,6 +116,12 @@ class GenerationSettings:
         # outside (0, PARTICLE_ETA_MAX] no jet ever passes and generation would never end.
         if not 0 < self.eta_max <= PARTICLE_ETA_MAX:
             msg = f"--eta-max must be in (0, {PARTICLE_ETA_MAX}], got {self.eta_max}"
+            raise TriggerError(msg)
+        if self.window not in WINDOWS:
+            msg = f"--window must be one of {', '.join(WINDOWS)}, got {self.window!r}"
+            raise TriggerError(msg)
+        if not 0 <= self.candidate_pt_min < self.pt_min:
+            msg = f"--candidate-pt-min must be in [0, pt_min) GeV, got {self.candidate_pt_min}"
             raise TriggerError(msg)
         if self.jets_per_class < 1 or self.shard_size < 1:
             msg = "--jets-per-class and --shard-size must be positive"
@@ -131,6 +152,46 @@ def shard_plan(settings: GenerationSettings) -> list[Shard]:
     return plan
 
 
+def _hard_window(settings: GenerationSettings) -> tuple[str, str]:
+    if settings.window == "parton":
+        low, high = settings.pt_min, settings.pt_max
+    else:  # room for the jet to gain or lose pT against the hard process
+        low, high = settings.pt_min - 50.0, settings.pt_max + 200.0
+    return f"PhaseSpace:pTHatMin = {low}", f"PhaseSpace:pTHatMax = {high}"
+
+
+def _jet_window(settings: GenerationSettings) -> tuple[float, float]:
+    """The pT range of kept jets (GeV)."""
+    if settings.window == "parton":
+        return 0.5 * settings.pt_min, COLLISION_ENERGY / 2
+    return settings.pt_min, settings.pt_max
+
+
+DETECTOR = (
+    "per jet: particles below the candidate pT threshold dropped; pT, eta, phi of the rest "
+    "rounded half to even to L1 words (pT unsigned 14 bits, LSB 0.25 GeV; eta signed 12 bits "
+    "and phi signed 11 bits, LSB pi/720), saturating at the word range; mass kept"
+)
+
+
+def detector(jets: list[np.ndarray], pt_min: float) -> list[np.ndarray]:
+    """Each jet's particles as L1 candidates (see DETECTOR), as (px, py, pz, E) in GeV."""
+    out = []
+    for p4 in jets:
+        px, py, pz, e = p4.T
+        pt = np.hypot(px, py)
+        mass2 = np.maximum(e**2 - (px**2 + py**2 + pz**2), 0.0)
+        pt_word = to_words(pt, PT_WORD)
+        kept = (pt >= pt_min) & (pt_word > 0)
+        pt_l1 = pt_word[kept] * PT_WORD.lsb
+        eta_l1 = to_words(np.arcsinh(pz[kept] / pt[kept]), ETA_WORD) * ETA_WORD.lsb
+        phi_l1 = to_words(np.arctan2(py[kept], px[kept]), PHI_WORD) * PHI_WORD.lsb
+        pz_l1 = pt_l1 * np.sinh(eta_l1)
+        e_l1 = np.sqrt(pt_l1**2 + pz_l1**2 + mass2[kept])
+        out.append(np.stack([pt_l1 * np.cos(phi_l1), pt_l1 * np.sin(phi_l1), pz_l1, e_l1], -1))
+    return out
+
+
 def _make_pythia(shard: Shard, settings: GenerationSettings):
     import pythia8mc
 
@@ -140,8 +201,7 @@ def _make_pythia(shard: Shard, settings: GenerationSettings):
         *COMMON_SETTINGS,
         *PROCESSES[cls],
         f"Random:seed = {shard.seed}",
-        f"PhaseSpace:pTHatMin = {settings.pt_min - 50.0}",
-        f"PhaseSpace:pTHatMax = {settings.pt_max + 200.0}",
+        *_hard_window(settings),
     ):
         if not pythia.readString(line):
             msg = f"Pythia rejected the setting '{line}'"
@@ -176,12 +236,13 @@ def _matched(jet_y: float, jet_phi: float, truths: list[tuple[float, float]]) ->
 
 
 def _shard_jets(shard: Shard, settings: GenerationSettings, report) -> list[np.ndarray]:
-    """Four-momenta (px, py, pz, E) of the constituents of each accepted jet."""
+    """Four-momenta (px, py, pz, E) of the L1 candidates of each accepted jet."""
     import pythia8mc
 
     pythia = _make_pythia(shard, settings)
+    low, high = _jet_window(settings)
     # Pre-select at 90% of the window: the window is applied to the constituent sum below.
-    slowjet = pythia8mc.SlowJet(-1, JET_RADIUS, 0.9 * settings.pt_min, PARTICLE_ETA_MAX, 2, 2)
+    slowjet = pythia8mc.SlowJet(-1, JET_RADIUS, 0.9 * low, PARTICLE_ETA_MAX, 2, 2)
     event = pythia.event
     jets: list[np.ndarray] = []
     while len(jets) < shard.n_jets:
@@ -198,10 +259,11 @@ def _shard_jets(shard: Shard, settings: GenerationSettings, report) -> list[np.n
                 [[event[i].px(), event[i].py(), event[i].pz(), event[i].e()]
                  for i in slowjet.constituents(j)]
             )  # fmt: skip
-            pt = np.hypot(*p4[:, :2].sum(axis=0))
-            eta = np.arcsinh(p4[:, 2].sum() / pt)
-            if settings.pt_min < pt < settings.pt_max and abs(eta) < settings.eta_max:
-                jets.append(p4)
+            (candidates,) = detector([p4], settings.candidate_pt_min)
+            pt = np.hypot(*candidates[:, :2].sum(axis=0))
+            eta = np.arcsinh(candidates[:, 2].sum() / pt)
+            if low < pt < high and abs(eta) < settings.eta_max:  # the L1 jet's pT and eta
+                jets.append(candidates)
                 report(1)
     return jets
 
@@ -230,6 +292,8 @@ def _manifest(settings: GenerationSettings, plan: list[Shard]) -> dict:
         "settings": asdict(settings),
         "processes": {c: list(COMMON_SETTINGS + PROCESSES[c]) for c in CLASS_NAMES},
         "truth_matching": f"jet within dR < {JET_RADIUS} of the class's hard-process object",
+        "window": WINDOWS[settings.window],
+        "detector": DETECTOR,
         "shards": [asdict(s) | {"name": s.name} for s in plan],
         "counts": counts,
         "total_jets": sum(counts.values()),

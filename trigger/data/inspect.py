@@ -23,7 +23,7 @@ def summarize(path: str | Path) -> dict[str, dict[str, float]]:
     """Per class: jets, median mass, median and peak soft-drop mass (GeV), mean multiplicity."""
     with OpenedJets(path) as f:
         f.check_finite()
-    sample = read_jets(path, n_constituents=1, features=("pt",))
+    sample = read_jets(path, n_constituents=1)
     labels = sample.labels
     summary = {}
     for c, name in enumerate(CLASS_NAMES):
@@ -49,7 +49,7 @@ def plot(path: str | Path, png: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sample = read_jets(path, n_constituents=1, features=("pt",))
+    sample = read_jets(path, n_constituents=1)
     labels = sample.labels
     panels = (
         ("mass", "jet mass [GeV]", np.linspace(0, 300, 61)),

@@ -1,21 +1,23 @@
-"""Loader used by every later stage: layout files -> fixed-size, normalised, split arrays.
+"""Loader used by every later stage: layout files -> L1 words -> the input stage's features.
 
-The input contract (N constituents, feature list, per-feature centre/scale, clip) is saved as
-`preprocess.json` next to each model, so the firmware input is defined by the artifact alone.
+Every file, generated or published, is read as the firmware receives it: its candidates and
+jets rounded to Level-1 words (`trigger.inputs`). The input stage fitted on the training split
+(`input_stage.json` next to each model) turns the words into the features every model trains
+on, exactly as the firmware computes them.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from trigger.config import CLASS_NAMES, DataConfig
+from trigger.config import CLASS_NAMES, DataConfig, QuantizerConfig
 from trigger.data.layout import OpenedJets
 from trigger.errors import TriggerError
+from trigger.inputs import CANDIDATE_WORDS, JET_WORDS, InputStage, fit_input_stage, to_words
 
 OBSERVABLES = ("pt", "eta", "mass", "mass_mmdt", "multiplicity")
 _READ_CHUNK = 20_000
@@ -23,53 +25,37 @@ _READ_CHUNK = 20_000
 
 @dataclass
 class JetSample:
-    """Jets as the models see them, with what validation needs beside them."""
+    """Jets as the firmware receives them (L1 words) and as the models see them (features)."""
 
-    x: np.ndarray  # (jets, n_constituents, features) float32
+    candidates: np.ndarray  # (jets, n_constituents, 3) int64 words: pT, eta, phi
+    jet: np.ndarray  # (jets, 4) int64 words: pT, eta, phi, candidate count
     y: np.ndarray  # (jets, 5) one-hot float32
     weight: np.ndarray  # (jets,) float32, kinematic flattening weight (1 when off)
     observables: dict[str, np.ndarray]  # each (jets,), from the file's jet columns
+    x: np.ndarray | None = None  # (jets, n_constituents, features) float32, the input stage's
 
     def __len__(self) -> int:
         return len(self.y)
 
     def take(self, index: np.ndarray) -> JetSample:
         return JetSample(
-            self.x[index],
+            self.candidates[index],
+            self.jet[index],
             self.y[index],
             self.weight[index],
             {k: v[index] for k, v in self.observables.items()},
+            None if self.x is None else self.x[index],
         )
 
     @property
     def labels(self) -> np.ndarray:
         return self.y.argmax(axis=1)
 
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """x_norm = clip((x - center) * scale, -clip, clip); padded constituents stay exactly 0."""
-
-    n_constituents: int
-    features: tuple[str, ...]
-    center: tuple[float, ...]
-    scale: tuple[float, ...]
-    clip: float
-
-    def apply(self, raw: np.ndarray) -> np.ndarray:
-        raw = raw[:, : self.n_constituents, :]
-        padded = np.all(raw == 0, axis=-1, keepdims=True)
-        x = (raw - np.asarray(self.center, np.float32)) * np.asarray(self.scale, np.float32)
-        x = np.clip(x, -self.clip, self.clip)
-        return np.where(padded, 0.0, x).astype(np.float32)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: str | Path) -> Preprocessing:
-        fields = json.loads(Path(path).read_text())
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    @property
+    def words(self) -> np.ndarray:
+        """(jets, 3 N + 4) int64: each jet's words as the firmware's port takes them."""
+        flat = self.candidates.reshape(len(self), -1)
+        return np.concatenate([flat, self.jet], axis=1)
 
 
 @dataclass
@@ -77,12 +63,40 @@ class Dataset:
     train: JetSample
     validation: JetSample
     test: JetSample
-    preprocessing: Preprocessing
+    input_stage: InputStage
 
 
-def _read_file(path: str | Path, n_constituents: int, features: Sequence[str], limit: int | None):
+def _column(f: OpenedJets, names: list[str], name: str, what: str) -> int:
+    if name not in names:
+        msg = f"{f.path}: no {what} column '{name}', which the L1 words are made from"
+        raise TriggerError(msg)
+    return names.index(name)
+
+
+def _words(f: OpenedJets, start: int, stop: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate and jet words of jets [start, stop): the file's values rounded to L1 words.
+
+    Without a jet phi column (the published set has none), phi is taken relative to the jet
+    (`phirel`, jet phi 0): the input stage only ever uses the difference.
+    """
+    jets = f.jets[start:stop]
+    particles = f.constituents[start:stop, :n, :]
+    relative = "phi" not in f.jet_names
+    phi_name = "phirel" if relative else "phi"
+    pt, eta, phi = (particles[..., f.particle_index(name)] for name in ("pt", "eta", phi_name))
+    candidates = np.stack(
+        [to_words(v, w) for v, w in zip((pt, eta, phi), CANDIDATE_WORDS, strict=True)], -1
+    )
+    candidates[candidates[..., 0] == 0] = 0  # below one LSB of pT: no candidate
+    columns = [_column(f, f.jet_names, c, "jet") for c in ("pt", "eta", "multiplicity")]
+    jet_phi = np.zeros(len(jets)) if relative else jets[:, f.jet_names.index("phi")]
+    values = (jets[:, columns[0]], jets[:, columns[1]], jet_phi, jets[:, columns[2]])
+    jet = np.stack([to_words(v, w) for v, w in zip(values, JET_WORDS, strict=True)], -1)
+    return candidates, jet
+
+
+def _read_file(path: str | Path, n_constituents: int, limit: int | None):
     with OpenedJets(path) as f:
-        columns = [f.particle_index(name) for name in features]
         n = len(f) if limit is None else min(limit, len(f))
         if f.constituents.shape[1] < n_constituents:
             msg = (
@@ -90,11 +104,13 @@ def _read_file(path: str | Path, n_constituents: int, features: Sequence[str], l
                 f"recipe asks for {n_constituents}"
             )
             raise TriggerError(msg)
-        chunks = [
-            f.constituents[start : start + _READ_CHUNK, :n_constituents, :][..., columns]
+        _check_finite(path, f, n, n_constituents)
+        parts = [
+            _words(f, start, min(start + _READ_CHUNK, n), n_constituents)
             for start in range(0, n, _READ_CHUNK)
         ]
-        x = np.concatenate(chunks) if chunks else np.zeros((0, n_constituents, len(columns)))
+        empty = (np.zeros((0, n_constituents, 3), np.int64), np.zeros((0, 4), np.int64))
+        candidates, jet = (np.concatenate(p) for p in zip(*parts, strict=True)) if parts else empty
         jets = f.jets[:n]
         y = jets[:, f.label_columns()]
         observables = {
@@ -102,17 +118,20 @@ def _read_file(path: str | Path, n_constituents: int, features: Sequence[str], l
             for name in OBSERVABLES
             if name in f.jet_names
         }
-    _check_values(path, x, y, observables)
-    return x.astype(np.float32), y.astype(np.float32), observables
+    _check_values(path, y, observables)
+    return candidates, jet, y.astype(np.float32), observables
 
 
-def _check_values(
-    path: str | Path, x: np.ndarray, y: np.ndarray, observables: dict[str, np.ndarray]
-) -> None:
-    if not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).any(axis=(1, 2)).sum())
-        msg = f"{path}: {bad} jets have NaN or infinite constituent features"
-        raise TriggerError(msg)
+def _check_finite(path: str | Path, f: OpenedJets, n: int, n_constituents: int) -> None:
+    for start in range(0, n, _READ_CHUNK):
+        block = f.constituents[start : start + _READ_CHUNK, :n_constituents, :]
+        if not np.isfinite(block).all():
+            bad = int((~np.isfinite(block)).any(axis=(1, 2)).sum())
+            msg = f"{path}: {bad} jets have NaN or infinite constituent features"
+            raise TriggerError(msg)
+
+
+def _check_values(path: str | Path, y: np.ndarray, observables: dict[str, np.ndarray]) -> None:
     for name, values in observables.items():
         if not np.isfinite(values).all():
             bad = int((~np.isfinite(values)).sum())
@@ -126,19 +145,16 @@ def _check_values(
 def read_jets(
     paths: str | Path | Sequence[str | Path],
     n_constituents: int,
-    features: Sequence[str],
     limit: int | None = None,
 ) -> JetSample:
-    """Read raw (unnormalised) constituents, labels and observables from one or more files."""
+    """Read L1 words (the leading N candidates and the jet's), labels and observables."""
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
-    parts = [_read_file(p, n_constituents, features, limit) for p in paths]
-    x = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts])
-    keys = set.intersection(*(set(p[2]) for p in parts))
-    observables = {k: np.concatenate([p[2][k] for p in parts]) for k in sorted(keys)}
-    if limit is not None:
-        x, y, observables = x[:limit], y[:limit], {k: v[:limit] for k, v in observables.items()}
-    return JetSample(x, y, np.ones(len(y), np.float32), observables)
+    parts = [_read_file(p, n_constituents, limit) for p in paths]
+    candidates, jet, y = (np.concatenate([p[k] for p in parts]) for k in range(3))
+    keys = set.intersection(*(set(p[3]) for p in parts))
+    observables = {k: np.concatenate([p[3][k] for p in parts]) for k in sorted(keys)}
+    sample = JetSample(candidates, jet, y, np.ones(len(y), np.float32), observables)
+    return sample if limit is None else sample.take(np.arange(min(limit, len(sample))))
 
 
 def flattening_weights(sample: JetSample, bins: int = 10) -> np.ndarray:
@@ -170,24 +186,6 @@ def flattening_weights(sample: JetSample, bins: int = 10) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-def fit_preprocessing(train: JetSample, features: Sequence[str], clip: float) -> Preprocessing:
-    """Centre and scale each feature by its mean and spread over real (non-padded) particles."""
-    real = ~np.all(train.x == 0, axis=-1)
-    values = train.x[real]
-    if len(values) == 0:
-        msg = "the training split holds no constituents"
-        raise TriggerError(msg)
-    std = values.std(axis=0)
-    scale = np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 1.0)
-    return Preprocessing(
-        n_constituents=train.x.shape[1],
-        features=tuple(features),
-        center=tuple(float(v) for v in values.mean(axis=0)),
-        scale=tuple(float(v) for v in scale),
-        clip=clip,
-    )
-
-
 def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
     """Deterministic shuffled train/validation/test index arrays for `n` jets."""
     order = np.random.default_rng(seed).permutation(n)
@@ -199,7 +197,7 @@ def _raw_splits(
     config: DataConfig, path: str | Path | Sequence[str | Path] | None
 ) -> list[JetSample]:
     source = path or config.path
-    raw = read_jets(source, config.n_constituents, config.features, config.max_jets)
+    raw = read_jets(source, config.n_constituents, config.max_jets)
     splits = split_indices(len(raw), config.split, config.split_seed)
     if min(len(s) for s in splits) == 0:
         msg = (
@@ -227,30 +225,31 @@ def _require_every_class(train: JetSample, path: str | Path | Sequence[str | Pat
 
 
 def load_dataset(
-    config: DataConfig, path: str | Path | Sequence[str | Path] | None = None
+    config: DataConfig,
+    port: QuantizerConfig,
+    path: str | Path | Sequence[str | Path] | None = None,
 ) -> Dataset:
-    """Read, weight, split and normalise; the preprocessing is fitted on the training split.
+    """Read, weight and split; fit the input stage on the training split and apply it.
 
-    Data that cannot train a classifier (an empty split, a class absent from the training
-    split) is refused here, before any training starts.
+    `port` is the firmware's input format (the recipe's `quantization.input`), which the
+    features are rounded and saturated to. Data that cannot train a classifier (an empty
+    split, a class absent from the training split) is refused here, before any training.
     """
     train, validation, test = _raw_splits(config, path)
     _require_every_class(train, path or config.path)
-    preprocessing = fit_preprocessing(train, config.features, config.clip)
+    stage = fit_input_stage(train.candidates, train.jet, config.features, port.bits, port.integer)
     for sample in (train, validation, test):
-        sample.x = preprocessing.apply(sample.x)
-    return Dataset(train, validation, test, preprocessing)
+        sample.x = stage.apply(sample.candidates, sample.jet)
+    return Dataset(train, validation, test, stage)
 
 
 def load_test_split(
     config: DataConfig,
-    preprocessing: Preprocessing,
+    stage: InputStage,
     path: str | Path | Sequence[str | Path] | None = None,
 ) -> JetSample:
-    """The test split, normalised with a model's saved input contract (not refitted)."""
-    config = config.model_copy(
-        update={"n_constituents": preprocessing.n_constituents, "features": preprocessing.features}
-    )
+    """The test split through a model's saved input stage (not refitted)."""
+    config = config.model_copy(update={"n_constituents": stage.n_constituents})
     test = _raw_splits(config, path)[2]
-    test.x = preprocessing.apply(test.x)
+    test.x = stage.apply(test.candidates, test.jet)
     return test

@@ -6,11 +6,13 @@ Public API (heavy imports happen inside the functions):
     emit_model(model_path, contract_path, out_dir, *, data_path, ...) -> Path   (own model)
     convert_student(model, output_dir, firmware=None) -> (hls_model, Plan)
     convert_float_reference(model, output_dir, firmware=None) -> hls_model
+    input_stage.install(project_dir, stage, n_out)   the input stage into the top function
     build_emulator(project_dir, input_shape, output_shape, project="tagger") -> Path
-    emulate(hls_model_or_project_dir, x) -> np.ndarray
+    emulate(project_dir, words) -> np.ndarray   (L1 words in, logits out)
     synthesis_report(project_dir) -> dict | None;  parse_csynth_xml(path) -> dict
 """
 
+from trigger.hls import input_stage
 from trigger.hls.convert import STEPS, Plan, convert_float_reference, convert_student
 from trigger.hls.emulator import Emulator, build_emulator, emulate, load_emulator
 from trigger.hls.reports import parse_csynth_xml, parse_vivado_synth_rpt, synthesis_report
@@ -27,6 +29,7 @@ __all__ = [
     "emit_hls",
     "emit_model",
     "emulate",
+    "input_stage",
     "load_emulator",
     "parse_csynth_xml",
     "parse_vivado_synth_rpt",

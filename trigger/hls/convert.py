@@ -170,11 +170,10 @@ def check_contract(model: Any) -> list[LayerPlan]:
     return plans
 
 
-def quantize_inputs(model: Any, x: np.ndarray) -> np.ndarray:
-    """Jets on the input port's grid, as the model's own input quantizer puts them (round half
-    to even, saturate), whatever that layer is called; float32 in, as Keras takes inputs."""
-    quantizer = check_contract(model)[1].layer.quantizer
-    return np.asarray(quantizer(np.asarray(x, np.float32)), np.float64)
+def input_port(model: Any) -> Fixed:
+    """The input port's format: that of the model's input quantizer (contract layer 1)."""
+    layer = check_contract(model)[1]
+    return quantizer_format(layer.layer.quantizer, layer.name)
 
 
 # --- steps ----------------------------------------------------------------------------------

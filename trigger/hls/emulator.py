@@ -1,9 +1,9 @@
 """The bit-accurate C++ emulator: the HLS firmware compiled with g++, called a batch at a time.
 
-hls4ml's `predict` crosses ctypes once per jet. Here a small extern "C" loop around the
-project's own `<project>_double` bridge takes the whole batch in one call, so a project
-directory can be emulated later (validate stage) without TensorFlow, hls4ml or retraining:
-`emulate("firmware/NAME", x)` needs only numpy, ctypes and the compiled library.
+The library runs the project's top function (input stage and network) on a batch of jets'
+L1 words in one ctypes call, so a project directory can be emulated later (validate stage)
+without TensorFlow, hls4ml or retraining: `emulate("firmware/NAME", words)` needs only numpy,
+ctypes and the compiled library.
 """
 
 from __future__ import annotations
@@ -16,26 +16,37 @@ import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from trigger.errors import TriggerError
+from trigger.inputs import check_port_words
 
 EMULATOR_DIR = "emulator"
 LIBRARY = "libemulator.so"
 METADATA = "emulator.json"
 
 _BATCH_SOURCE = """\
-// Batch entry point for the bit-accurate emulator (written by trigger.hls).
-#include "../{project}_bridge.cpp"
+// Batch entry point for the bit-accurate emulator (written by trigger.hls): one call runs the
+// top function, input stage included, on every jet's row of L1 words.
+#include <map>
+#include <string>
+
+#include "firmware/{project}_words.h"
+#include "firmware/nnet_utils/nnet_helpers.h"
+
+namespace nnet {{
+bool trace_enabled = false;
+std::map<std::string, void *> *trace_outputs = NULL;
+size_t trace_type_size = sizeof(double);
+}} // namespace nnet
 
 extern "C" {{
-long trigger_input_size() {{ return {n_in}; }}
-long trigger_output_size() {{ return {n_out}; }}
-void trigger_emulate(const double *x, double *y, long n_jets) {{
+long trigger_input_size() {{ return N_WORDS; }}
+long trigger_output_size() {{ return N_LOGITS; }}
+void trigger_emulate(const double *words, double *logits, long n_jets) {{
     for (long j = 0; j < n_jets; j++) {{
-        {project}_double(const_cast<double *>(x) + j * {n_in}, y + j * {n_out});
+        {project}_on_row(words + j * N_WORDS, logits + j * N_LOGITS);
     }}
 }}
 }}
@@ -116,8 +127,7 @@ def build_emulator(
         raise TriggerError(msg)
     out = project_dir / EMULATOR_DIR
     out.mkdir(exist_ok=True)
-    n_in, n_out = int(np.prod(input_shape)), int(np.prod(output_shape))
-    (out / "batch.cpp").write_text(_BATCH_SOURCE.format(project=project, n_in=n_in, n_out=n_out))
+    (out / "batch.cpp").write_text(_BATCH_SOURCE.format(project=project))
     compile_project(
         project_dir, [firmware, out / "batch.cpp"], out / LIBRARY, shared=True,
         optimization=optimization,
@@ -165,12 +175,7 @@ class Emulator:
         if x.shape[1:] != self.input_shape:
             msg = f"emulator expects jets of shape {self.input_shape}, got {x.shape[1:]}"
             raise TriggerError(msg)
-        # Inputs are taken as Keras takes them, in float32 (a float64 value near a rounding tie
-        # of the input grid could round the other way); float32 -> float64 is then exact, and
-        # the C++ side rounds double -> input_t as the input quantizer does.
-        flat = np.ascontiguousarray(
-            x.reshape(len(x), self._n_in).astype(np.float32), dtype=np.float64
-        )
+        flat = np.ascontiguousarray(check_port_words(x.reshape(len(x), -1)), dtype=np.float64)
         out = np.empty((len(x), self._n_out), np.float64)
         # One call per thread on a contiguous slice; ctypes releases the GIL during the call.
         # The firmware C++ keeps no mutable state between jets, so slices run concurrently.
@@ -204,21 +209,7 @@ def load_emulator(project_dir: str | Path) -> Emulator:
     return _LOADED[key]
 
 
-def emulate(model_or_dir: Any, x: np.ndarray) -> np.ndarray:
-    """Run the firmware's C++ emulator on a batch; same shape as the Keras model's output.
-
-    `model_or_dir` is a project directory written by `emit_hls`/`convert_student` (compiled)
-    or an hls4ml model, whose output directory is built on first use.
-    """
-    if isinstance(model_or_dir, str | Path):
-        return load_emulator(model_or_dir)(x)
-    config = getattr(model_or_dir, "config", None)
-    if config is None or not hasattr(config, "get_output_dir"):
-        msg = f"emulate() takes a firmware directory or an hls4ml model, not {type(model_or_dir)}"
-        raise TriggerError(msg)
-    project_dir = Path(config.get_output_dir())
-    if not (project_dir / METADATA).is_file():
-        inp = model_or_dir.get_input_variables()[0]
-        out = model_or_dir.get_output_variables()[0]
-        build_emulator(project_dir, tuple(inp.shape), tuple(out.shape), config.get_project_name())
-    return load_emulator(project_dir)(x)
+def emulate(project_dir: str | Path, words: np.ndarray) -> np.ndarray:
+    """Run a firmware directory's C++ emulator on jets' L1 words, (jets, 3 N + 4) rows as
+    `JetSample.words` gives them; returns the logits, (jets, outputs) float32."""
+    return load_emulator(project_dir)(words)

@@ -1,19 +1,23 @@
 """`trigger emit-hls`: runs/NAME -> firmware/NAME (HLS project, emulator, proof of exactness).
 
 firmware/NAME/ after the stage:
-    build_prj.tcl, firmware/, ...   the hls4ml project, ready for `vivado_hls`/`vitis-run`
+    build_prj.tcl, firmware/, ...   the hls4ml project, ready for `vivado_hls`/`vitis-run`; its
+                                    top function `tagger` takes L1 words: the input stage
+                                    (firmware/input_stage*.h) runs inside it, then the network
     emulator/libemulator.so         the firmware C++ compiled with g++ (see `emulate`)
     emulator.json                   how to call it (input/output shapes)
     conversion.json                 every layer's fixed-point types and the steps that set them
     emulation.json                  emulator vs QKeras student on test jets, and the testbench's
                                     verdict on tb_data/
-    tb_data/, tagger_test.cpp       test vectors and the testbench that compares every output
-                                    bit for bit (`csim` in Vivado/Vitis HLS, or g++: testbench/)
-    student.h5, preprocess.json     what the project was made from
+    tb_data/, tagger_test.cpp       test vectors (L1 words) and the testbench that compares every
+                                    output bit for bit (`csim` in Vivado/Vitis HLS, or g++:
+                                    testbench/)
+    student.h5, input_stage.json    what the project was made from
     recipe.yaml                     the run's recipe with the firmware section used here
     float_reference/                the float model as an HLS project with wide fixed types
-    estimate.json                   da4ml's cost model of the student (LUT, FF, latency): an
-                                    estimate, float_reference/estimate.json likewise
+    estimate.json                   da4ml's cost model of the whole path, words to logits (LUT,
+                                    FF, latency), and of the input stage alone: an estimate;
+                                    float_reference/estimate.json likewise
     synthesis.json                  (with --synth) latency, II and resources from the reports
     rtl/                            (with --rtl) da4ml Verilog, Verilator check, hardware.json
     artifact.json                   the seal: every file's hash, and the run, firmware section
@@ -53,7 +57,9 @@ from trigger.config import (
     override_firmware,
     save_recipe,
 )
+from trigger.data.loader import JetSample
 from trigger.errors import TriggerError
+from trigger.inputs import InputStage
 from trigger.io import write_json
 
 FLOAT_REFERENCE_DIR = "float_reference"
@@ -114,13 +120,13 @@ def _versions() -> dict[str, str]:
 
 
 def emulation_sample(
-    data: DataConfig, preprocess: Any, data_path: str | Path | None, jets: int
-) -> np.ndarray:
-    """Test-split jets, normalised with the model's saved input contract (not refitted)."""
+    data: DataConfig, stage: InputStage, data_path: str | Path | None, jets: int
+) -> JetSample:
+    """Test-split jets (L1 words, and features from the model's saved input stage)."""
     from trigger.data.loader import load_test_split
 
-    test = load_test_split(data, preprocess, data_path or data.path)
-    return test.x[:jets]
+    test = load_test_split(data, stage, data_path or data.path)
+    return test.take(np.arange(min(jets, len(test))))
 
 
 def compare(emulated: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
@@ -136,19 +142,38 @@ def compare(emulated: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
     }
 
 
-def prove_with_testbench(project_dir: Path, student: Any, x: np.ndarray) -> dict[str, Any]:
-    """Write the testbench and its vectors (`x` put on the input grid, the student's outputs),
-    build it with g++ and run it, as Vivado/Vitis `csim` would; return what it printed."""
-    from trigger.hls.convert import quantize_inputs
+def prove_with_testbench(project_dir: Path, student: Any, jets: JetSample) -> dict[str, Any]:
+    """Write the testbench and its vectors (the jets' words, the student's outputs on the input
+    stage's features), build it with g++ and run it, as Vivado/Vitis `csim` would; return what
+    it printed."""
     from trigger.hls.testbench import build_testbench, run_testbench, write_testbench
     from trigger.taggers import predict
 
-    on_grid = quantize_inputs(student, x)
-    write_testbench(project_dir, on_grid, predict(student, on_grid))
+    write_testbench(project_dir, jets.words, predict(student, jets.x))
     build_testbench(project_dir)
     done = run_testbench(project_dir)
     printed = done.stdout.strip().splitlines()
-    return {"jets": len(x), "exit_code": done.returncode, "printed": printed[-1] if printed else ""}
+    return {
+        "jets": len(jets),
+        "exit_code": done.returncode,
+        "printed": printed[-1] if printed else "",
+    }
+
+
+def write_project(
+    student: Any, stage: InputStage, project_dir: str | Path, firmware: FirmwareConfig
+) -> tuple[Any, Any]:
+    """The whole tagger as an HLS project (the student converted by hls4ml, the input stage in
+    its top function) with its C++ emulator compiled. Returns (hls_model, plan)."""
+    from trigger.hls import input_stage
+    from trigger.hls.convert import convert_student
+    from trigger.hls.emulator import build_emulator
+
+    hls_model, plan = convert_student(student, project_dir, firmware)
+    input_stage.install(project_dir, stage, int(np.prod(student.output_shape[1:])))
+    words = (3 * stage.n_constituents + 4,)
+    build_emulator(project_dir, words, tuple(student.output_shape[1:]))
+    return hls_model, plan
 
 
 def emit_sources(run: Artifact, recipe: Recipe, data_path: str | Path) -> dict[str, str]:
@@ -197,7 +222,7 @@ def emit_hls(
     source = _Source(
         run_dir / "student.h5",
         run_dir / "float.h5",
-        run_dir / "preprocess.json",
+        run_dir / "input_stage.json",
         recipe.data,
         firmware,
         data_path,
@@ -223,23 +248,18 @@ def emit_model(
 ) -> Path:
     """Firmware of a QKeras model made outside trigger; return `out_dir`.
 
-    `contract_path` is its input contract in the `preprocess.json` form every run writes
-    (n_constituents, features, center, scale, clip); `data_path` a jet file in the hls4ml
+    `contract_path` is its input stage in the `input_stage.json` form every run writes
+    (n_constituents, features, center, shift, input_bits, input_integer); `data_path` a jet
+    file in the hls4ml
     layout whose test split checks the firmware. Same conversion, emulator, testbench and
     `--rtl` path as for a run's student; no float reference.
     """
-    from trigger.data.loader import Preprocessing
-
     model_path, contract_path, data_path = Path(model_path), Path(contract_path), Path(data_path)
     for path, what in ((model_path, "model"), (contract_path, "input contract")):
         if not path.is_file():
             msg = f"{what} not found: {path}"
             raise TriggerError(msg)
-    try:
-        contract = Preprocessing.load(contract_path)
-    except (ValueError, TypeError) as error:
-        msg = f"{contract_path}: not an input contract (preprocess.json form): {error}"
-        raise TriggerError(msg) from None
+    contract = InputStage.load(contract_path)
     firmware = override_firmware(FirmwareConfig(), overrides)
     data = DataConfig(
         path=str(data_path), n_constituents=contract.n_constituents, features=contract.features
@@ -264,7 +284,7 @@ class _Source:
 
     student: Path  # QKeras model (.h5)
     float_model: Path | None  # its float twin, for the float-reference project (runs only)
-    contract: Path  # preprocess.json
+    contract: Path  # input_stage.json
     data: DataConfig  # how the test split is cut
     firmware: FirmwareConfig
     data_path: Path
@@ -274,9 +294,9 @@ def _write_firmware(
     tmp: Path, final: Path, source: _Source, *, synth: bool, rtl: bool, log: Any
 ) -> None:
     """Project, emulator, testbench and their checks (and RTL, synthesis) in `tmp`."""
-    from trigger.data.loader import Preprocessing
-    from trigger.hls.convert import convert_float_reference, convert_student
-    from trigger.hls.emulator import build_emulator, emulate
+    from trigger.hls import input_stage
+    from trigger.hls.convert import convert_float_reference, input_port
+    from trigger.hls.emulator import emulate
     from trigger.taggers import load_model, predict
 
     say = log or (lambda _msg: None)
@@ -287,24 +307,37 @@ def _write_firmware(
         from trigger.rtl import check_tools
 
         check_tools()
-    preprocess = Preprocessing.load(source.contract)
+    stage = InputStage.load(source.contract)
     student = load_model(source.student)
-    expected = (preprocess.n_constituents, len(preprocess.features))
+    expected = (stage.n_constituents, len(stage.features))
     if tuple(student.input_shape[1:]) != expected:
         msg = (
             f"{source.student}: input {tuple(student.input_shape[1:])} does not match the input "
-            f"contract {source.contract} ({expected[0]} constituents x {expected[1]} features)"
+            f"stage {source.contract} ({expected[0]} candidates x {expected[1]} features)"
         )
         raise TriggerError(msg)
-    x = emulation_sample(source.data, preprocess, source.data_path, firmware.emulation_jets)
+    port = input_port(student)
+    if (port.width, port.integer - 1) != (stage.input_bits, stage.input_integer):
+        msg = (
+            f"{source.student}: its input quantizer is {port.hls()}, the input stage "
+            f"{source.contract} rounds to {stage.input_bits} bits with {stage.input_integer} "
+            "integer bits"
+        )
+        raise TriggerError(msg)
+    jets = emulation_sample(source.data, stage, source.data_path, firmware.emulation_jets)
 
-    say(f"emit-hls: converting {source.student}")
-    hls_model, plan = convert_student(student, tmp, firmware)
-    say("emit-hls: compiling the C++ emulator (g++)")
-    build_emulator(tmp, expected, tuple(student.output_shape[1:]))
+    say(f"emit-hls: converting {source.student} and compiling its C++ emulator (g++)")
+    hls_model, plan = write_project(student, stage, tmp, firmware)
+    n_out = int(np.prod(student.output_shape[1:]))
     shutil.copyfile(source.student, tmp / "student.h5")
-    shutil.copyfile(source.contract, tmp / "preprocess.json")
+    shutil.copyfile(source.contract, tmp / "input_stage.json")
     summary = {**plan.summary(), "backend": firmware.backend}
+    summary["input_stage"] = {
+        "top_function": "tagger(candidate pT/eta/phi words, jet pT/eta/phi/count, logits)",
+        "features": list(stage.features),
+        "center": list(stage.center),
+        "shift": list(stage.shift),
+    }
     summary["firmware"] = firmware.model_dump(mode="json")
     summary["versions"] = _versions()
     write_json(tmp / "conversion.json", summary)
@@ -314,28 +347,30 @@ def _write_firmware(
         say("emit-hls: writing the float reference project")
         float_model = load_model(source.float_model)
         convert_float_reference(float_model, tmp / FLOAT_REFERENCE_DIR, firmware)
+        input_stage.install(tmp / FLOAT_REFERENCE_DIR, stage, n_out)
         projects.append(tmp / FLOAT_REFERENCE_DIR)
     for project in projects:
         _name_final_location(project, tmp, final)
 
-    emulated = emulate(tmp, x)
-    result = compare(emulated, predict(student, x))
-    result["reference"] = "QKeras student.h5, Keras float32"
+    emulated = emulate(tmp, jets.words)
+    result = compare(emulated, predict(student, jets.x))
+    result["reference"] = "input_stage.json (trigger.inputs) + QKeras student.h5, Keras float32"
     # Keras sums in float32: exact only while every accumulator fits 24 significant bits.
     result["reference_exact"] = summary["keras_float32_exact"]
     result["data"] = str(source.data_path)
     say("emit-hls: building and running the C-simulation testbench (g++)")
-    result["testbench"] = prove_with_testbench(tmp, student, x[:TESTBENCH_JETS])
+    bench = jets.take(np.arange(min(TESTBENCH_JETS, len(jets))))
+    result["testbench"] = prove_with_testbench(tmp, student, bench)
     write_json(tmp / "emulation.json", result)
     del hls_model
     from trigger.rtl import emit_rtl, estimate
 
     say("emit-hls: estimating latency and resources (da4ml cost model)")
-    estimate(student, tmp, firmware, student=True)
+    estimate(student, stage, tmp, firmware, student=True)
     if float_model is not None:
-        estimate(float_model, tmp / FLOAT_REFERENCE_DIR, firmware, student=False)
+        estimate(float_model, stage, tmp / FLOAT_REFERENCE_DIR, firmware, student=False)
     if rtl:
-        emit_rtl(student, tmp / "rtl", firmware, x, hls_emulated=emulated, log=say)
+        emit_rtl(student, stage, tmp / "rtl", firmware, jets, hls_emulated=emulated, log=say)
     if synth:
         for project in projects:
             say(f"emit-hls: synthesising {project.relative_to(tmp).as_posix()}")

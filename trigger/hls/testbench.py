@@ -1,10 +1,11 @@
 """The project's C-simulation testbench: the bit-accurate emulation test as Vivado/Vitis runs it.
 
 emit-hls replaces hls4ml's testbench (`tagger_test.cpp`, which prints six significant digits
-and compares nothing) with one that reads `tb_data/`, the inputs of test jets on the input
-grid and the QKeras model's outputs on them, both written with 17 significant digits (exact
-for every value a double holds), runs the top function on every jet, compares every output
-exactly, prints `bit-exact: K of N jets`, and returns non-zero on any mismatch. So `csim_design`
+and compares nothing) with one that reads `tb_data/`: the L1 words of test jets, and the
+outputs of the Python input stage and the QKeras model on them, written with 17 significant
+digits (exact for every value a double holds). It runs the top function (input stage and
+network) on every jet, compares every output exactly, prints `bit-exact: K of N jets`, and
+returns non-zero on any mismatch. So `csim_design`
 in Vivado/Vitis HLS is itself the bit-exactness test, and the same file builds with g++
 against the ap_types headers hls4ml ships (`build_testbench`, `run_testbench`).
 """
@@ -25,9 +26,9 @@ OUTPUTS = "tb_output_predictions.dat"
 BINARY = "testbench/csim"
 
 _SOURCE = """\
-// C-simulation testbench written by trigger: every firmware output is compared, bit for bit,
-// with the QKeras model's output on the same jet (both in tb_data/, 17 significant digits).
-// Exit code 0 only when every jet matches.
+// C-simulation testbench written by trigger: the top function runs on each jet's L1 words and
+// every output is compared, bit for bit, with the Python input stage + QKeras model's output on
+// the same jet (both in tb_data/, 17 significant digits). Exit code 0 only when every jet matches.
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -35,7 +36,7 @@ _SOURCE = """\
 #include <string>
 #include <vector>
 
-#include "firmware/{project}.h"
+#include "firmware/{project}_words.h"
 #include "firmware/nnet_utils/nnet_helpers.h"
 
 namespace nnet {{
@@ -43,9 +44,6 @@ bool trace_enabled = false;
 std::map<std::string, void *> *trace_outputs = NULL;
 size_t trace_type_size = sizeof(double);
 }} // namespace nnet
-
-static const int N_IN = {n_in};
-static const int N_OUT = {n_out};
 
 static bool read_row(std::ifstream &file, std::vector<double> &row) {{
     std::string line;
@@ -73,23 +71,21 @@ int main() {{
     std::vector<double> in, want;
     long jets = 0, mismatched = 0;
     while (read_row(inputs, in)) {{
-        if (!read_row(expected, want) || (int)in.size() != N_IN || (int)want.size() != N_OUT) {{
-            std::printf("ERROR: jet %ld: expected %d inputs and %d outputs\\n", jets, N_IN, N_OUT);
+        bool complete = read_row(expected, want);
+        if (!complete || (int)in.size() != N_WORDS || (int)want.size() != N_LOGITS) {{
+            std::printf("ERROR: jet %ld: want %d words, %d outputs\\n", jets, N_WORDS, N_LOGITS);
             return 2;
         }}
-        input_t x[N_IN];
-        for (int i = 0; i < N_IN; i++) x[i] = in[i];  // exact: the inputs are on the input grid
-        result_t y[N_OUT];
-        {project}(x, y);
+        double got[N_LOGITS];
+        {project}_on_row(in.data(), got);
         bool same = true;
-        for (int i = 0; i < N_OUT; i++) {{
-            double got = y[i].to_double();
-            results << got << (i + 1 < N_OUT ? " " : "\\n");
-            same = same && got == want[i];
+        for (int i = 0; i < N_LOGITS; i++) {{
+            results << got[i] << (i + 1 < N_LOGITS ? " " : "\\n");
+            same = same && got[i] == want[i];
         }}
         if (!same && mismatched++ < 5) {{
             std::printf("MISMATCH jet %ld:", jets);
-            for (int i = 0; i < N_OUT; i++) std::printf(" %.17g/%.17g", y[i].to_double(), want[i]);
+            for (int i = 0; i < N_LOGITS; i++) std::printf(" %.17g/%.17g", got[i], want[i]);
             std::printf(" (firmware/QKeras)\\n");
         }}
         jets++;
@@ -101,20 +97,17 @@ int main() {{
 
 
 def write_testbench(
-    project_dir: Path, x: np.ndarray, expected: np.ndarray, project: str = "tagger"
+    project_dir: Path, words: np.ndarray, expected: np.ndarray, project: str = "tagger"
 ) -> None:
-    """Write the test vectors (`x` on the input grid, `expected` the QKeras outputs) and the
-    comparing testbench into an hls4ml project."""
+    """Write the test vectors (each jet's L1 words, and the outputs the Python input stage and
+    the QKeras model give on them) and the comparing testbench into an hls4ml project."""
     tb_data = project_dir / TB_DATA
     tb_data.mkdir(exist_ok=True)
-    flat_x = np.asarray(x, np.float64).reshape(len(x), -1)
     flat_y = np.asarray(expected, np.float64).reshape(len(expected), -1)
-    np.savetxt(tb_data / INPUTS, flat_x, fmt="%.17g")
+    np.savetxt(tb_data / INPUTS, np.asarray(words, np.int64).reshape(len(words), -1), fmt="%d")
     np.savetxt(tb_data / OUTPUTS, flat_y, fmt="%.17g")
     source = _SOURCE.format(
         project=project,
-        n_in=flat_x.shape[1],
-        n_out=flat_y.shape[1],
         tb_data=TB_DATA,
         inputs=INPUTS,
         outputs=OUTPUTS,

@@ -23,12 +23,19 @@ from typing import Any
 import numpy as np
 
 from trigger.config import FirmwareConfig
+from trigger.data.loader import JetSample
 from trigger.errors import TriggerError
-from trigger.hls.convert import FLOAT_REFERENCE_FORMAT, quantize_inputs
+from trigger.hls.convert import FLOAT_REFERENCE_FORMAT, input_port
+from trigger.inputs import InputStage
 from trigger.io import write_json
 from trigger.rtl import simulate, synth
 from trigger.rtl.simulate import TOP, PortCoding
-from trigger.rtl.trace import Trace, trace_float_reference, trace_student
+from trigger.rtl.trace import (
+    Trace,
+    trace_float_reference,
+    trace_input_stage_alone,
+    trace_student,
+)
 from trigger.taggers import predict
 
 SOURCE = "rtl (Yosys synth_xilinx, Verilator)"
@@ -38,7 +45,8 @@ SOURCE = "rtl (Yosys synth_xilinx, Verilator)"
 ADDER_LEVELS_PER_NS = 1.0
 ESTIMATE_SOURCE = "estimate (da4ml cost model)"
 STUDENT_ESTIMATE_METHOD = (
-    "da4ml cost model of the student's exact fixed-point trace: LUTs of the adder graph "
+    "da4ml cost model of the exact fixed-point trace of the whole path (input stage from the "
+    "L1 words, then the student): LUTs of the adder graph "
     "(constant multiplications as shift-adds, no DSPs), register bits of the pipeline as FFs, "
     "pipeline stages at the recipe's clock as latency; emit-hls --rtl measures the same design "
     "in Verilator and Yosys"
@@ -90,19 +98,21 @@ def check_tools() -> None:
 
 def emit_rtl(
     model: Any,
+    stage: InputStage,
     out_dir: str | Path,
     firmware: FirmwareConfig | None = None,
-    x: np.ndarray | None = None,
+    jets: JetSample | None = None,
     *,
     hls_emulated: np.ndarray | None = None,
     yosys: bool = True,
     log: Any = None,
 ) -> dict[str, Any]:
-    """Write the student's Verilog to `out_dir`, simulate it on jets `x`, count resources.
+    """Write the whole tagger's Verilog (input stage and student) to `out_dir`, simulate it on
+    `jets`' L1 words, count resources.
 
-    `x` are normalised jets (float); they are put on the input grid by the student's input
-    quantizer. `hls_emulated`, the hls4ml emulator's outputs on the same jets, is compared too.
-    Returns the figures written to `out_dir/hardware.json`.
+    The reference is the Python input stage's features through the QKeras student.
+    `hls_emulated`, the hls4ml emulator's outputs on the same jets, is compared too. Returns
+    the figures written to `out_dir/hardware.json`.
     """
     from da4ml.codegen import VerilogModel
 
@@ -110,12 +120,12 @@ def emit_rtl(
     firmware = firmware or FirmwareConfig()
     out_dir = Path(out_dir)
     check_tools() if yosys else simulate.require_tool("verilator")
-    if x is None or len(x) == 0:
+    if jets is None or len(jets) == 0:
         msg = "emit_rtl needs test jets to simulate"
         raise TriggerError(msg)
 
-    say("rtl: tracing the student with da4ml")
-    trace = trace_student(model, firmware)
+    say("rtl: tracing the input stage and the student with da4ml")
+    trace = trace_student(model, stage, firmware)
     pipe, da4ml = cost_model(trace, firmware.clock_period)
     stages = da4ml["pipeline_stages"]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -131,17 +141,16 @@ def emit_rtl(
     say("rtl: building the Verilator simulation")
     coding = PortCoding.of(pipe)
     binary = simulate.build(out_dir, coding)
-    xq = quantize_inputs(model, x)
-    expected = np.asarray(predict(model, x), np.float64)
-    stream = simulate.run(binary, coding, xq, extra_cycles=stages + 4)
+    expected = np.asarray(predict(model, jets.x), np.float64)
+    stream = simulate.run(binary, coding, jets.words, extra_cycles=stages + 4)
     measured = simulate.measure(stream, expected)
     same = measured.pop("same")
     cycles = int(measured["latency_cycles"])
-    rtl_out = stream[cycles : cycles + len(x)]
+    rtl_out = stream[cycles : cycles + len(jets)]
     exact = bool(same.all())
     verilator = {
         "version": _tool_version(["verilator", "--version"]),
-        "jets": len(x),
+        "jets": len(jets),
         "latency_cycles": cycles,
         "latency_ns": cycles * firmware.clock_period,
         "ii": 1 if exact else None,
@@ -149,8 +158,8 @@ def emit_rtl(
         "the QKeras student's; all jets right at one jet per clock -> II = 1",
     }
     bit_exact: dict[str, Any] = {
-        "jets": len(x),
-        "reference": "QKeras student.h5, Keras float32",
+        "jets": len(jets),
+        "reference": "input_stage.json (trigger.inputs) + QKeras student.h5, Keras float32",
         "bit_exact_fraction": float(same.mean()),
         "top_class_agreement": float(np.mean(rtl_out.argmax(-1) == expected.argmax(-1))),
     }
@@ -181,7 +190,9 @@ def emit_rtl(
         "part": firmware.part,
         "bit_exact": bit_exact,
         "ports": {
-            "input": f"{trace.input_format.hls()} x {trace.input_shape}",
+            "input": f"{trace.input_shape[0]} L1 words (candidate pT/eta/phi x "
+            f"{stage.n_constituents}, jet pT/eta/phi/count); network input "
+            f"{trace.input_format.hls()}",
             "output": f"{trace.output_format.hls()} x {trace.n_outputs}",
         },
         "timing": "not verified: no place and route (pipeline cut by da4ml's adder-depth model)",
@@ -192,7 +203,7 @@ def emit_rtl(
     if not exact:
         msg = (
             f"{out_dir}: RTL simulation differs from the QKeras student on "
-            f"{int((~same).sum())} of {len(x)} jets: see hardware.json"
+            f"{int((~same).sum())} of {len(jets)} jets: see hardware.json"
         )
         raise TriggerError(msg)
     return figures
@@ -202,9 +213,15 @@ ESTIMATE = "estimate.json"
 
 
 def estimate(
-    model: Any, out_dir: str | Path, firmware: FirmwareConfig | None = None, *, student: bool
+    model: Any,
+    stage: InputStage,
+    out_dir: str | Path,
+    firmware: FirmwareConfig | None = None,
+    *,
+    student: bool,
 ) -> dict[str, Any]:
-    """da4ml's cost model of a model's firmware -> `out_dir/estimate.json`, labelled an estimate.
+    """da4ml's cost model of a model's whole firmware path, L1 words to logits, and of its
+    input stage alone -> `out_dir/estimate.json`, labelled an estimate.
 
     The student is traced exactly as its firmware computes (the same trace `--rtl` turns into
     Verilog); the float reference at its HLS precision (see FLOAT_REFERENCE_METHOD). Both go
@@ -213,17 +230,30 @@ def estimate(
     """
     firmware = firmware or FirmwareConfig()
     if student:
-        trace, method = trace_student(model, firmware), STUDENT_ESTIMATE_METHOD
+        trace, method = trace_student(model, stage, firmware), STUDENT_ESTIMATE_METHOD
+        port = input_port(model)
     else:
-        fmt = FLOAT_REFERENCE_FORMAT
-        trace = trace_float_reference(model, fmt)
-        method = FLOAT_REFERENCE_METHOD.format(fmt=fmt.hls())
-    _, da4ml = cost_model(trace, firmware.clock_period)
-    stages = da4ml["pipeline_stages"]
-    figures = {
-        "source": ESTIMATE_SOURCE,  # one cost model for both, so they compare like for like
+        port = FLOAT_REFERENCE_FORMAT
+        trace = trace_float_reference(model, stage, port)
+        method = FLOAT_REFERENCE_METHOD.format(fmt=port.hls())
+    figures = _estimate_figures(trace, firmware)
+    alone = _estimate_figures(trace_input_stage_alone(stage, port), firmware)
+    figures |= {
         "method": method,
         "model": "student" if student else "float reference",
+        "input_stage": {k: alone[k] for k in ("latency_cycles", "latency_ns", "lut", "ff")},
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / ESTIMATE, figures)
+    return figures
+
+
+def _estimate_figures(trace: Trace, firmware: FirmwareConfig) -> dict[str, Any]:
+    _, da4ml = cost_model(trace, firmware.clock_period)
+    stages = da4ml["pipeline_stages"]
+    return {
+        "source": ESTIMATE_SOURCE,  # one cost model for both, so they compare like for like
         "latency_cycles": stages,
         "latency_ns": stages * firmware.clock_period,
         "ii": 1,
@@ -235,7 +265,3 @@ def estimate(
         "part": firmware.part,
         "tools": {"da4ml": da4ml},
     }
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / ESTIMATE, figures)
-    return figures

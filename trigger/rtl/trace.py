@@ -23,6 +23,7 @@ import numpy as np
 from trigger.config import FirmwareConfig
 from trigger.errors import TriggerError
 from trigger.hls.precision import Fixed
+from trigger.inputs import HALF_TURN, InputStage, port_words
 
 POOLING = ("GlobalAveragePooling1D", "GlobalMaxPooling1D")
 
@@ -152,18 +153,55 @@ def on_grid(values: np.ndarray, fmt: Fixed) -> np.ndarray:
     return np.clip(np.round(np.asarray(values, np.float64) / lsb), low, high) * lsb
 
 
-def trace_student(model: Any, firmware: FirmwareConfig | None = None) -> Trace:
-    """The student as da4ml combinational logic: input codes in, output codes out, exactly."""
-    from da4ml.trace import FixedVariableArrayInput, comb_trace
+def _words(stage: InputStage) -> tuple[Any, Any]:
+    """The port: one input per L1 word (3 N + 4), each at its own word's width."""
+    from da4ml.trace import FixedVariableArray, FixedVariableArrayInput
+
+    inp = FixedVariableArrayInput((3 * stage.n_constituents + 4,))
+    formats = [word for _, word in port_words(stage.n_constituents)]
+    words = np.empty(len(formats), dtype=object)
+    for j, (v, word) in enumerate(zip(inp._vars, formats, strict=True)):
+        words[j] = v.quantize(int(word.signed), word.bits - int(word.signed), 0)
+    return inp, FixedVariableArray(words, inp.solver_options)
+
+
+def trace_input_stage(words: Any, stage: InputStage, port: Fixed) -> Any:
+    """`trigger.inputs.InputStage.apply` as da4ml logic: (3 N + 4) words -> (N, F) features.
+
+    phi's wrap-around and the padding mask are multiplexers on a sign bit; deltaR^2 is two
+    variable products; the normalisation a constant subtraction and a shift; the rounding and
+    saturation to the port's format that of QKeras (`round_half_even`).
+    """
+    from da4ml.trace import FixedVariableArray
+
+    n, w = stage.n_constituents, words._vars
+    jet_eta, jet_phi, count = w[3 * n + 1], w[3 * n + 2], w[3 * n + 3]
+    out = np.empty((n, len(stage.features)), dtype=object)
+    for i in range(n):
+        pt, eta, phi = w[3 * i], w[3 * i + 1], w[3 * i + 2]
+        deta = eta - jet_eta
+        dphi = phi - jet_phi
+        dphi = (dphi - HALF_TURN).msb_mux(dphi, dphi - 2 * HALF_TURN)
+        dphi = (dphi + HALF_TURN).msb_mux(dphi + 2 * HALF_TURN, dphi)
+        raw = {"pt": pt, "deta": deta, "dphi": dphi, "count": count}
+        for f, name in enumerate(stage.features):
+            value = deta * deta + dphi * dphi if name == "dr2" else raw[name]
+            scaled = (value - stage.center[f]) * 2.0 ** -stage.shift[f]
+            feature = _round_half_even_one(scaled, port)
+            out[i, f] = (pt - 1).msb_mux(0.0, feature)  # pT word 0: a padding candidate
+    return FixedVariableArray(out, words.solver_options)
+
+
+def trace_student(model: Any, stage: InputStage, firmware: FirmwareConfig | None = None) -> Trace:
+    """The whole tagger as da4ml combinational logic: L1 words in, output codes out, exactly."""
+    from da4ml.trace import comb_trace
 
     from trigger.hls.convert import plan_student
 
     plan = plan_student(model, firmware or FirmwareConfig())
-    first = plan.layers[0]
-    input_shape = tuple(int(d) for d in first.layer.output.shape[1:])
-    inp = FixedVariableArrayInput(input_shape)
-    in_fmt = first.result
-    x = inp.quantize(*kif(in_fmt))  # the port: values arrive already on the input grid
+    inp, words = _words(stage)
+    in_fmt = plan.layers[0].result
+    x = trace_input_stage(words, stage, in_fmt)
     names = []
     for lp in plan.layers[1:]:
         if lp.kind == "QDense":
@@ -179,23 +217,33 @@ def trace_student(model: Any, firmware: FirmwareConfig | None = None) -> Trace:
             raise TriggerError(msg)
         names.append(lp.name)
     comb = comb_trace(inp, x)
-    return Trace(comb, in_fmt, plan.layers[-1].result, input_shape, int(x.size), names)
+    return Trace(comb, in_fmt, plan.layers[-1].result, inp.shape, int(x.size), names)
 
 
-def trace_float_reference(model: Any, fmt: Fixed) -> Trace:
+def trace_input_stage_alone(stage: InputStage, port: Fixed) -> Trace:
+    """The input stage by itself (words in, features out): its own share of the cost."""
+    from da4ml.trace import comb_trace
+
+    inp, words = _words(stage)
+    x = trace_input_stage(words, stage, port)
+    comb = comb_trace(inp, x)
+    return Trace(comb, port, port, inp.shape, int(x.size), ["input_stage"])
+
+
+def trace_float_reference(model: Any, stage: InputStage, fmt: Fixed) -> Trace:
     """The float model at one fixed-point format, as da4ml combinational logic.
 
     The hls4ml float-reference project uses one wide type everywhere; this is the same network
-    in da4ml with that type: weights, biases and the input rounded half to even onto `fmt`'s
-    grid, every sum exact, and every layer output (dense, pooling) rounded half to even and
-    saturated to `fmt`. ReLU keeps values on the grid. There are no quantizers to follow, so
-    this is a definition of the float reference in fixed point, not a bit-exact twin of Keras.
+    in da4ml with that type, behind the same input stage: weights, biases and the input stage's
+    features rounded half to even onto `fmt`'s grid, every sum exact, and every layer output
+    (dense, pooling) rounded half to even and saturated to `fmt`. ReLU keeps values on the grid.
+    There are no quantizers to follow, so this is a definition of the float reference in fixed
+    point, not a bit-exact twin of Keras.
     """
-    from da4ml.trace import FixedVariableArrayInput, comb_trace
+    from da4ml.trace import comb_trace
 
-    input_shape = tuple(int(d) for d in model.input_shape[1:])
-    inp = FixedVariableArrayInput(input_shape)
-    x = inp.quantize(*kif(fmt))
+    inp, words = _words(stage)
+    x = trace_input_stage(words, stage, fmt.quantizing())
     names = []
     for layer in model.layers[1:]:
         kind = type(layer).__name__
@@ -212,4 +260,4 @@ def trace_float_reference(model: Any, fmt: Fixed) -> Trace:
             raise TriggerError(msg)
         names.append(layer.name)
     comb = comb_trace(inp, x)
-    return Trace(comb, fmt, fmt, input_shape, int(x.size), names)
+    return Trace(comb, fmt, fmt, inp.shape, int(x.size), names)

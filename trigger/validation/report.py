@@ -192,6 +192,24 @@ def _estimate_and_measurement(hardware: dict) -> list[str]:
     ]  # fmt: skip
 
 
+def _input_stage_sentence(h: dict) -> str:
+    """Every figure covers the whole path; say so, and what the input stage alone costs."""
+    stage = h["inputs"]
+    share = h["compressed_estimate"].get("input_stage") or {}
+    cost = (
+        f" da4ml's estimate of the input stage alone: {share.get('latency_cycles')} cycles, "
+        f"{share.get('lut')} LUT, {share.get('ff')} FF."
+        if share
+        else ""
+    )
+    return (
+        f" Firmware input: L1 words of {stage['constituents']} candidates (pT, eta, phi) and "
+        f"of the jet (pT, eta, phi, candidate count); the input stage computing "
+        f"({', '.join(stage['features'])}) from them runs inside the firmware, and every "
+        f"figure above covers the whole path, words to logits.{cost}"
+    )
+
+
 def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
     c, o, h, g = (metrics[k] for k in ("classification", "observables", "hardware", "gates"))
     predictors = list(c["predictors"])
@@ -243,9 +261,7 @@ def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
         + "".join(f" Method of the {k.replace('_', ' ')} figures: {h[k]['method']}."
                   for k in ("compressed", "float_reference") if h[k].get("method"))
         + _same_cost_model(h)
-        + f" Firmware input: {h['inputs']['constituents']} constituents x "
-        f"({', '.join(h['inputs']['features'])}), computed before the firmware: what "
-        "computing them costs is in none of these figures.",
+        + _input_stage_sentence(h),
         *_estimate_and_measurement(h),
         f"![hardware]({plots['hardware']})",
     ]  # fmt: skip

@@ -20,7 +20,8 @@ from trigger.artifacts import (
     stage_output,
 )
 from trigger.config import Recipe, ValidationConfig, load_recipe, save_recipe
-from trigger.data.loader import JetSample, Preprocessing, load_test_split
+from trigger.data.loader import JetSample, load_test_split
+from trigger.inputs import InputStage
 from trigger.io import write_json
 from trigger.validation import hardware as hw
 from trigger.validation import report
@@ -56,16 +57,16 @@ def predictions(
     from trigger.hls.emulator import emulate
     from trigger.taggers import load_model, predict
 
-    contract = Preprocessing.load(run_dir / "preprocess.json")
+    contract = InputStage.load(run_dir / "input_stage.json")
     test = load_test_split(recipe.data, contract, data_path)
     outputs: dict[str, np.ndarray] = {}
     if (run_dir / "teacher.h5").is_file():
-        teacher_contract = Preprocessing.load(run_dir / "teacher_preprocess.json")
+        teacher_contract = InputStage.load(run_dir / "teacher_input_stage.json")
         teacher_x = load_test_split(recipe.data, teacher_contract, data_path).x
         outputs["teacher"] = predict(load_model(run_dir / "teacher.h5"), teacher_x)
     outputs["float"] = predict(load_model(run_dir / "float.h5"), test.x)
     outputs["student"] = predict(load_model(run_dir / "student.h5"), test.x)
-    outputs["firmware"] = emulate(firmware_dir, test.x)
+    outputs["firmware"] = emulate(firmware_dir, test.words)
     return outputs, test
 
 
@@ -105,8 +106,7 @@ def _hardware(firmware_dir: Path, recipe: Recipe, n_constituents: int) -> dict:
         hw.ratios(figures["compressed"], figures["compressed_estimate"]) if measured else None
     )
     figures["ratio"] = hw.ratios(figures["compressed"], figures["float_reference"])
-    # The firmware starts from these numbers; whatever computes them (the jet axis, the
-    # principal-axis rotation of etarot/phirot) runs before it and is in none of the figures.
+    # The firmware starts from L1 words: its input stage is inside every figure above.
     figures["inputs"] = {"constituents": n_constituents, "features": list(recipe.data.features)}
     return figures
 
@@ -174,7 +174,7 @@ def validate(
         compared, labels, test.observables, efficiency
     )
     classification = _classification(outputs, labels, recipe)
-    hardware = _hardware(firmware_dir, recipe, test.x.shape[1])
+    hardware = _hardware(firmware_dir, recipe, test.candidates.shape[1])
     accuracy = {k: v["accuracy"] for k, v in classification["predictors"].items()}
     gates = evaluate_gates(
         recipe.validation.gates,
