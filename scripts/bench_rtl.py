@@ -39,7 +39,7 @@ def bench(run_dir: Path, out_dir: Path, jets: int) -> dict:
         stage,
         out_dir / run_dir.name / "rtl",
         recipe.firmware,
-        sample,
+        sample.words,
         log=lambda msg: print(f"  {run_dir.name}: {msg}", flush=True),
     )
     tools = figures["tools"]

@@ -1,9 +1,11 @@
-"""The Verilog does exactly what the QKeras student does, and its figures are well labelled.
+"""The Verilog does exactly what the input stage and the QKeras student do, and its figures
+are well labelled.
 
-A small random-weight student (the sizes keep Verilator and Yosys quick on 2 cores) is traced
-with da4ml, written as pipelined Verilog, simulated in Verilator one jet per clock and counted
-with Yosys. Every output bit is compared with QKeras on a few thousand jets, including exact
-rounding ties and saturating inputs; permuting constituents must not change a bit.
+A small random-weight student behind an input stage computing every feature (the sizes keep
+Verilator and Yosys quick on 2 cores) is traced with da4ml, written as pipelined Verilog,
+simulated in Verilator one jet per clock and counted with Yosys. Every output bit is compared
+with the Python input stage + QKeras on a few thousand jets' L1 words, including phi
+wrap-around, saturating words and padding; permuting candidates must not change a bit.
 """
 
 from __future__ import annotations
@@ -34,10 +36,13 @@ def _q(bits: int, integer: int) -> dict[str, int]:
     return {"bits": bits, "integer": integer}
 
 
+FEATURES = ["pt", "deta", "dphi", "dr2", "count"]
+
+
 def small_recipe(kind: str = "deepsets", pooling: str = "mean"):
     tree = {
         "name": f"rtl_{kind}_{pooling}",
-        "data": {"n_constituents": 8, "path": "unused.h5"},
+        "data": {"n_constituents": 8, "path": "unused.h5", "features": FEATURES},
         "architecture": {"kind": kind, "phi": [6, 4], "rho": [4], "dense": [6], "pooling": pooling},
         "quantization": {
             "input": _q(10, 3),
@@ -54,26 +59,43 @@ def random_student(recipe, seed: int = 0):
     return build(recipe, seed)
 
 
-def jets(model, n_random: int, seed: int = 1) -> np.ndarray:
-    """Random jets across and beyond the input range, exact ties, padded and saturating jets."""
-    from tests.test_hls import edge_cases
+def small_stage(recipe):
+    """An input stage for random words (no data needed): each feature centred and scaled to
+    about unit spread, so the network sees values across its input range."""
+    from trigger.inputs import InputStage
 
-    n, f = model.input_shape[1:]
-    fmt = model.get_layer("input_quant").quantizer
-    integer, bits = int(fmt.integer), int(fmt.bits)
+    port = recipe.quantization.input
+    return InputStage(
+        n_constituents=recipe.data.n_constituents,
+        features=tuple(FEATURES),
+        center=(500, 0, 0, 9000, 30),
+        shift=(9, 6, 6, 13, 4),
+        input_bits=port.bits,
+        input_integer=port.integer,
+    )
+
+
+def jets(n: int, n_random: int, seed: int = 1) -> np.ndarray:
+    """Port rows: random jets across the words' ranges and the input stage's edge cases."""
+    from tests.constituents import edge_case_words
+    from trigger.inputs import random_words
+
     rng = np.random.default_rng(seed)
-    random = rng.normal(0, 2.0**integer / 2, (n_random, n, f)).astype(np.float32)
-    edges = edge_cases(n, f, integer, bits - 1 - integer, rng)
-    return np.concatenate([random, edges])
+    return np.concatenate([random_words(n_random, n, rng), edge_case_words(n, rng)])
+
+
+def reference(model, stage, words: np.ndarray) -> np.ndarray:
+    return model.predict(stage.apply_words(words), batch_size=4096, verbose=0)
 
 
 @dataclass
 class Built:
     model: Any
+    stage: Any
     recipe: Any
     figures: dict[str, Any]
     project: Path
-    x: np.ndarray
+    words: np.ndarray
 
 
 @pytest.fixture(scope="module")
@@ -85,24 +107,26 @@ def built(tmp_path_factory) -> Built:
 
     recipe = small_recipe()
     model = random_student(recipe)
-    x = jets(model, 3000)
+    stage = small_stage(recipe)
+    words = jets(stage.n_constituents, 3000)
     base = tmp_path_factory.mktemp("rtl")
     previous = Path.cwd()
     os.chdir(base)
     try:  # a relative output directory, as the CLI passes it
-        figures = emit_rtl(model, Path("rtl"), recipe.firmware, x)
+        figures = emit_rtl(model, stage, Path("rtl"), recipe.firmware, words)
     finally:
         os.chdir(previous)
-    return Built(model, recipe, figures, base / "rtl", x)
+    return Built(model, stage, recipe, figures, base / "rtl", words)
 
 
 @pytest.mark.slow
 @needs_tools
 def test_verilator_is_bit_exact(built: Built) -> None:
-    """THE test: every output bit of the simulated Verilog equals QKeras, one jet per clock."""
-    from trigger.rtl import quantize_inputs, simulate
+    """THE test: every output bit of the simulated Verilog, from L1 words to logits, equals the
+    Python input stage + QKeras, one jet per clock."""
+    from trigger.rtl import simulate
 
-    assert len(built.x) >= 3000
+    assert len(built.words) >= 3000
     assert built.figures["bit_exact"]["bit_exact_fraction"] == 1.0
     # Independently of emit_rtl's bookkeeping: rerun the binary and compare arrays.
     from da4ml.cmvm.types import Pipeline
@@ -111,9 +135,9 @@ def test_verilator_is_bit_exact(built: Built) -> None:
     coding = simulate.PortCoding.of(pipe)
     binary = built.project / "sim" / "obj_dir" / "Vtb"
     cycles = built.figures["latency_cycles"]
-    stream = simulate.run(binary, coding, quantize_inputs(built.model, built.x), cycles + 2)
-    expected = built.model.predict(built.x, batch_size=4096, verbose=0)
-    np.testing.assert_array_equal(stream[cycles : cycles + len(built.x)], expected)
+    stream = simulate.run(binary, coding, built.words, cycles + 2)
+    expected = reference(built.model, built.stage, built.words)
+    np.testing.assert_array_equal(stream[cycles : cycles + len(built.words)], expected)
     assert cycles == len(pipe.solutions) > 1  # pipelined: one register per stage
     assert built.figures["ii"] == 1
 
@@ -123,18 +147,20 @@ def test_verilator_is_bit_exact(built: Built) -> None:
 def test_rtl_is_permutation_invariant(built: Built) -> None:
     from da4ml.cmvm.types import Pipeline
 
-    from trigger.rtl import quantize_inputs, simulate
+    from tests.constituents import permute_candidates
+    from trigger.rtl import simulate
 
     rng = np.random.default_rng(7)
-    x = built.x[:1000]
-    shuffled = np.stack([jet[rng.permutation(len(jet))] for jet in x])
+    words = built.words[:1000]
+    shuffled = permute_candidates(words, built.stage.n_constituents, rng)
+    assert not np.array_equal(shuffled, words)
     pipe = Pipeline.load(built.project / "model" / "pipeline.json")
     coding = simulate.PortCoding.of(pipe)
     binary = built.project / "sim" / "obj_dir" / "Vtb"
     cycles = built.figures["latency_cycles"]
     out = [
-        simulate.run(binary, coding, quantize_inputs(built.model, v), cycles)[cycles:]
-        for v in (x, shuffled)
+        simulate.run(binary, coding, v, cycles)[cycles:]
+        for v in (words, shuffled)
     ]
     np.testing.assert_array_equal(out[0], out[1])
 
@@ -167,14 +193,15 @@ def test_hardware_json_has_the_documented_keys(built: Built) -> None:
 )
 def test_traced_logic_is_bit_exact(kind: str, pooling: str) -> None:
     """The da4ml netlist itself (its C++ interpreter, no Verilator): all variants, with ties."""
-    from trigger.rtl import quantize_inputs, trace_student
+    from trigger.rtl import trace_student
 
     recipe = small_recipe(kind, pooling)
     model = random_student(recipe, seed=3)
-    x = jets(model, 1000, seed=4)
-    trace = trace_student(model, recipe.firmware)
-    out = trace.comb.predict(quantize_inputs(model, x).reshape(len(x), -1))
-    np.testing.assert_array_equal(out, model.predict(x, batch_size=4096, verbose=0))
+    stage = small_stage(recipe)
+    words = jets(stage.n_constituents, 1000, seed=4)
+    trace = trace_student(model, stage, recipe.firmware)
+    out = trace.comb.predict(words.astype(np.float64))
+    np.testing.assert_array_equal(out, reference(model, stage, words))
 
 
 def test_trained_deep_rho_student_traces_bit_exact() -> None:
@@ -185,14 +212,19 @@ def test_trained_deep_rho_student_traces_bit_exact() -> None:
     encoding, and the netlist disagreed with QKeras on every jet. Random weights did not
     reproduce it, hence the stored model (`make demo`'s student, seed 1, 49 kB).
     """
-    from trigger.rtl import quantize_inputs, trace_student
+    from trigger.inputs import InputStage
+    from trigger.rtl import trace_student
     from trigger.taggers import load_model
 
     model = load_model(Path(__file__).parent / "data" / "deep_rho_student.h5")
-    x = jets(model, 300, seed=0)
-    trace = trace_student(model)
-    out = trace.comb.predict(quantize_inputs(model, x).reshape(len(x), -1))
-    np.testing.assert_array_equal(out, model.predict(x, batch_size=4096, verbose=0))
+    n, f = model.input_shape[1:]
+    # Its five inputs fed by an input stage computing five features, as any student's are.
+    stage = InputStage(n, tuple(FEATURES), (500, 0, 0, 9000, 30), (9, 6, 6, 13, 4), 12, 3)
+    assert f == len(FEATURES)
+    words = jets(n, 300, seed=0)
+    trace = trace_student(model, stage)
+    out = trace.comb.predict(words.astype(np.float64))
+    np.testing.assert_array_equal(out, reference(model, stage, words))
 
 
 def random_float(recipe, seed: int = 0):
@@ -219,10 +251,14 @@ def test_estimates_of_both_models_are_labelled_and_read_by_validate(tmp_path: Pa
     from trigger.validation.hardware import HARDWARE_KEYS, read_estimate
 
     recipe = small_recipe()
-    model = random_student(recipe)
-    student = estimate(model, tmp_path / "fw", recipe.firmware, student=True)
+    model, stage = random_student(recipe), small_stage(recipe)
+    student = estimate(model, stage, tmp_path / "fw", recipe.firmware, student=True)
     reference = estimate(
-        random_float(recipe), tmp_path / "fw" / "float_reference", recipe.firmware, student=False
+        random_float(recipe),
+        stage,
+        tmp_path / "fw" / "float_reference",
+        recipe.firmware,
+        student=False,
     )
     assert read_estimate(tmp_path / "fw") == student
     assert read_estimate(tmp_path / "fw" / "float_reference") == reference
@@ -231,8 +267,12 @@ def test_estimates_of_both_models_are_labelled_and_read_by_validate(tmp_path: Pa
         for key in HARDWARE_KEYS:
             assert isinstance(figures[key], int | float), key
         assert figures["latency_cycles"] == figures["tools"]["da4ml"]["pipeline_stages"] > 1
+        # The input stage alone: part of the whole path, counted on its own.
+        alone = figures["input_stage"]
+        assert 0 < alone["lut"] < figures["lut"] and 0 < alone["ff"] < figures["ff"]
+        assert 0 < alone["latency_cycles"] < figures["latency_cycles"]
     assert "ap_fixed<32,16>" in reference["method"] and "cannot simulate" in reference["method"]
-    assert student["lut"] == round(trace_student(model, recipe.firmware).comb.cost)
+    assert student["lut"] == round(trace_student(model, stage, recipe.firmware).comb.cost)
     assert reference["lut"] > 3 * student["lut"]
 
 
@@ -259,7 +299,7 @@ def test_emit_hls_rtl_gives_validate_both_models(tmp_path: Path) -> None:
     _save(random_student(recipe), run / "student.h5")
     _save(random_float(recipe), run / "float.h5")
     save_recipe(recipe, run / "recipe.yaml")
-    load_dataset(recipe.data).preprocessing.save(run / "preprocess.json")
+    load_dataset(recipe.data, recipe.quantization.input).input_stage.save(run / "input_stage.json")
     seal(run, TRAIN, {})
     out = emit_hls(run, tmp_path / "firmware" / "toy", rtl=True)
     student, reference = from_reports(out), read_estimate(out / FLOAT_REFERENCE_DIR)

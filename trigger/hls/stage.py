@@ -370,7 +370,7 @@ def _write_firmware(
     if float_model is not None:
         estimate(float_model, stage, tmp / FLOAT_REFERENCE_DIR, firmware, student=False)
     if rtl:
-        emit_rtl(student, stage, tmp / "rtl", firmware, jets, hls_emulated=emulated, log=say)
+        emit_rtl(student, stage, tmp / "rtl", firmware, jets.words, hls_emulated=emulated, log=say)
     if synth:
         for project in projects:
             say(f"emit-hls: synthesising {project.relative_to(tmp).as_posix()}")

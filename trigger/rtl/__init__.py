@@ -1,7 +1,7 @@
 """Hardware numbers without Vivado: the student as Verilog, simulated and counted.
 
 Public API (da4ml is imported inside the functions):
-    emit_rtl(model, stage, out_dir, firmware=None, jets=None, *, hls_emulated=None, yosys=True,
+    emit_rtl(model, stage, out_dir, firmware=None, words=None, *, hls_emulated=None, yosys=True,
              log=None) -> dict (also written to out_dir/hardware.json)
     estimate(model, stage, out_dir, firmware=None, *, student) -> dict
         da4ml's cost model of the whole path (input stage + student or float reference), and of

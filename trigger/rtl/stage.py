@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from trigger.config import FirmwareConfig
-from trigger.data.loader import JetSample
 from trigger.errors import TriggerError
 from trigger.hls.convert import FLOAT_REFERENCE_FORMAT, input_port
 from trigger.inputs import InputStage
@@ -101,14 +100,14 @@ def emit_rtl(
     stage: InputStage,
     out_dir: str | Path,
     firmware: FirmwareConfig | None = None,
-    jets: JetSample | None = None,
+    words: np.ndarray | None = None,
     *,
     hls_emulated: np.ndarray | None = None,
     yosys: bool = True,
     log: Any = None,
 ) -> dict[str, Any]:
     """Write the whole tagger's Verilog (input stage and student) to `out_dir`, simulate it on
-    `jets`' L1 words, count resources.
+    jets' L1 words (`words`, port rows as `JetSample.words` gives them), count resources.
 
     The reference is the Python input stage's features through the QKeras student.
     `hls_emulated`, the hls4ml emulator's outputs on the same jets, is compared too. Returns
@@ -120,7 +119,7 @@ def emit_rtl(
     firmware = firmware or FirmwareConfig()
     out_dir = Path(out_dir)
     check_tools() if yosys else simulate.require_tool("verilator")
-    if jets is None or len(jets) == 0:
+    if words is None or len(words) == 0:
         msg = "emit_rtl needs test jets to simulate"
         raise TriggerError(msg)
 
@@ -141,16 +140,16 @@ def emit_rtl(
     say("rtl: building the Verilator simulation")
     coding = PortCoding.of(pipe)
     binary = simulate.build(out_dir, coding)
-    expected = np.asarray(predict(model, jets.x), np.float64)
-    stream = simulate.run(binary, coding, jets.words, extra_cycles=stages + 4)
+    expected = np.asarray(predict(model, stage.apply_words(words)), np.float64)
+    stream = simulate.run(binary, coding, words, extra_cycles=stages + 4)
     measured = simulate.measure(stream, expected)
     same = measured.pop("same")
     cycles = int(measured["latency_cycles"])
-    rtl_out = stream[cycles : cycles + len(jets)]
+    rtl_out = stream[cycles : cycles + len(words)]
     exact = bool(same.all())
     verilator = {
         "version": _tool_version(["verilator", "--version"]),
-        "jets": len(jets),
+        "jets": len(words),
         "latency_cycles": cycles,
         "latency_ns": cycles * firmware.clock_period,
         "ii": 1 if exact else None,
@@ -158,7 +157,7 @@ def emit_rtl(
         "the QKeras student's; all jets right at one jet per clock -> II = 1",
     }
     bit_exact: dict[str, Any] = {
-        "jets": len(jets),
+        "jets": len(words),
         "reference": "input_stage.json (trigger.inputs) + QKeras student.h5, Keras float32",
         "bit_exact_fraction": float(same.mean()),
         "top_class_agreement": float(np.mean(rtl_out.argmax(-1) == expected.argmax(-1))),
@@ -203,7 +202,7 @@ def emit_rtl(
     if not exact:
         msg = (
             f"{out_dir}: RTL simulation differs from the QKeras student on "
-            f"{int((~same).sum())} of {len(jets)} jets: see hardware.json"
+            f"{int((~same).sum())} of {len(words)} jets: see hardware.json"
         )
         raise TriggerError(msg)
     return figures
