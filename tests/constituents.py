@@ -50,6 +50,22 @@ def edge_case_words(n: int, rng: np.random.Generator) -> np.ndarray:
     jet([], (4000, 100, 100, 40))  # every candidate padding
     jet([], (0, 0, 0, 0))
     for _ in range(20):  # one real candidate, anywhere
-        jet([(rng.integers(1, 16384), rng.integers(-2048, 2048), rng.integers(-1024, 1024))],
-            (rng.integers(0, 16384), rng.integers(-2048, 2048), rng.integers(-1024, 1024), 1))
+        jet(
+            [(rng.integers(1, 16384), rng.integers(-2048, 2048), rng.integers(-1024, 1024))],
+            (rng.integers(0, 16384), rng.integers(-2048, 2048), rng.integers(-1024, 1024), 1),
+        )
     return np.asarray(rows)
+
+
+# Centre and shift of each feature for `trigger.inputs.random_words` jets: about unit spread.
+RANDOM_WORD_NORMALISATION = {
+    "pt": (500, 9), "deta": (0, 6), "dphi": (0, 6), "dr2": (9000, 13), "count": (30, 4),
+}  # fmt: skip
+
+
+def stage_for_random_words(n: int, features: tuple[str, ...], bits: int, integer: int):
+    """An input stage for random words (no data needed), the network's port `bits`/`integer`."""
+    from trigger.inputs import InputStage
+
+    center, shift = zip(*(RANDOM_WORD_NORMALISATION[f] for f in features), strict=True)
+    return InputStage(n, tuple(features), center, shift, bits, integer)

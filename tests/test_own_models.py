@@ -2,9 +2,10 @@
 
 Each model is built directly with QKeras (not by `trigger.taggers`): its own layer names, its
 own input-quantizer name, activations given as objects or as strings, with and without bias,
-mean and max pooling, 4 to 8 bits, N 8 and 16, one with half of its weights zero. Every one
-is converted, compiled and compared with QKeras on random in-range jets, exact rounding ties,
-saturating values and zero padding; two also run as Verilog in Verilator.
+mean and max pooling, 4 to 8 bits, N 8 and 16, one with half of its weights zero, behind input
+stages computing 3 to 5 features. Every one is converted, compiled and compared with the Python
+input stage + QKeras on random jets' L1 words and the input stage's edge cases (phi
+wrap-around, saturated words, one candidate, padding); two also run as Verilog in Verilator.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.test_hls import _save, edge_cases
+from tests.constituents import edge_case_words, stage_for_random_words
+from tests.test_hls import _save
 from trigger.errors import TriggerError
+from trigger.inputs import FEATURES, random_words
 
 pytest.importorskip("qkeras")
 
@@ -35,6 +38,12 @@ class Hand:
     strings: bool  # activations as QKeras strings, e.g. "quantized_relu(6,2)"
     sparse: bool = False  # half of every kernel zero
     input_name: str = "q_in"
+
+    @property
+    def stage(self) -> Any:
+        """The input stage in front of it: as many features as it takes, each feature used."""
+        names = {3: ("deta", "dphi", "pt"), 4: ("pt", "deta", "dphi", "count"), 5: FEATURES}
+        return stage_for_random_words(self.n, names[self.features], self.bits + 4, INPUT_INTEGER)
 
     @property
     def id(self) -> str:
@@ -99,41 +108,38 @@ def build(hand: Hand, seed: int = 0) -> Any:
 
 
 def jets(hand: Hand, rng: np.random.Generator) -> np.ndarray:
-    edges = edge_cases(hand.n, hand.features, INPUT_INTEGER, hand.bits + 4 - 1 - INPUT_INTEGER, rng)
-    typical = rng.normal(0, 1.5, (1000, hand.n, hand.features)).astype(np.float32)
-    padded = typical.copy()
-    for jet, m in zip(padded, rng.integers(1, hand.n, len(padded)), strict=True):
-        jet[m:] = 0
-    return np.concatenate([edges, typical, padded])
+    """Port rows: random jets and the input stage's edge cases."""
+    return np.concatenate([edge_case_words(hand.n, rng), random_words(2000, hand.n, rng)])
+
+
+def expected(hand: Hand, model: Any, words: np.ndarray) -> np.ndarray:
+    from trigger.taggers import predict
+
+    return predict(model, hand.stage.apply_words(words))
 
 
 @pytest.fixture(scope="module", params=MODELS, ids=[m.id for m in MODELS])
 def converted(request, tmp_path_factory) -> tuple[Hand, Any, Path]:
-    from trigger.hls import build_emulator, convert_student
+    from trigger.config import FirmwareConfig
+    from trigger.hls.stage import write_project
 
     hand = request.param
     model = build(hand)
     project = tmp_path_factory.mktemp(hand.id)
-    convert_student(model, project)
-    build_emulator(project, model.input_shape[1:], model.output_shape[1:])
+    write_project(model, hand.stage, project, FirmwareConfig())
     return hand, model, project
 
 
 @pytest.mark.slow
 def test_hand_written_deepsets_firmware_is_bit_exact(converted) -> None:
     from trigger.hls import emulate
-    from trigger.taggers import predict
 
     hand, model, project = converted
-    x = jets(hand, np.random.default_rng(1))
+    words = jets(hand, np.random.default_rng(1))
     if hand.sparse:
         kernels = [w for w in model.get_weights() if w.ndim == 2]
         assert 0.4 < np.mean([np.mean(k == 0) for k in kernels]) < 0.6
-    np.testing.assert_array_equal(emulate(project, x), predict(model, x))
-    # float64 inputs are taken as Keras takes them, in float32: nudged by far less than a
-    # float32 step, every exact tie must still round as the tie it is in float32.
-    nudged = x.astype(np.float64) + 2.0**-30
-    np.testing.assert_array_equal(emulate(project, nudged), predict(model, nudged))
+    np.testing.assert_array_equal(emulate(project, words), expected(hand, model, words))
 
 
 @pytest.mark.slow
@@ -142,17 +148,18 @@ def test_hand_written_deepsets_firmware_is_bit_exact(converted) -> None:
 )
 @pytest.mark.parametrize("hand", IN_VERILATOR, ids=[m.id for m in IN_VERILATOR])
 def test_hand_written_deepsets_verilog_equals_the_emulator(hand: Hand, tmp_path: Path) -> None:
-    """The RTL harness takes the same raw jets (ties, saturation, padding) as the emulator."""
+    """The RTL harness takes the same words (wrap-around, saturation, padding) as the emulator."""
     from da4ml.cmvm.types import Pipeline
 
-    from trigger.hls import build_emulator, convert_student, emulate
+    from trigger.config import FirmwareConfig
+    from trigger.hls import emulate
+    from trigger.hls.stage import write_project
     from trigger.rtl import emit_rtl, simulate
 
     model = build(hand)
     x = jets(hand, np.random.default_rng(2))
-    convert_student(model, tmp_path / "hls")
-    build_emulator(tmp_path / "hls", model.input_shape[1:], model.output_shape[1:])
-    figures = emit_rtl(model, tmp_path / "rtl", x=x, yosys=False)
+    write_project(model, hand.stage, tmp_path / "hls", FirmwareConfig())
+    figures = emit_rtl(model, hand.stage, tmp_path / "rtl", words=x, yosys=False)
     assert figures["bit_exact"]["bit_exact_fraction"] == 1.0
     pipe = Pipeline.load(tmp_path / "rtl" / "model" / "pipeline.json")
     cycles = figures["latency_cycles"]
@@ -192,7 +199,7 @@ def test_unsupported_settings_name_the_layer_and_the_choice(change: str, message
 
 @pytest.mark.slow
 def test_emit_hls_takes_a_model_file_written_outside_the_project(tmp_path: Path) -> None:
-    """`trigger emit-hls --model FILE --inputs CONTRACT` from the command line: the same
+    """`trigger emit-hls --model FILE --inputs STAGE` from the command line: the same
     conversion, emulator and testbench as for a run, and a refusal naming the layer."""
     import json
     import subprocess
@@ -202,14 +209,11 @@ def test_emit_hls_takes_a_model_file_written_outside_the_project(tmp_path: Path)
 
     from tests.conftest import write_synthetic_file
     from trigger.hls import emulate
-    from trigger.taggers import predict
 
     hand = MODELS[0]
     model = build(hand)
     _save(model, tmp_path / "mine.h5")
-    contract = {"n_constituents": hand.n, "features": ["ptrel", "etarel", "phirel"],
-                "center": [0.0, 0.0, 0.0], "scale": [10.0, 10.0, 10.0], "clip": 4.0}  # fmt: skip
-    (tmp_path / "mine.json").write_text(json.dumps(contract))
+    hand.stage.save(tmp_path / "mine.json")
     write_synthetic_file(tmp_path / "jets.h5", 100)
     trigger = str(Path(sys.executable).with_name("trigger"))
     args = ["emit-hls", "--model", "mine.h5", "--inputs", "mine.json", "--data", "jets.h5"]
@@ -220,7 +224,7 @@ def test_emit_hls_takes_a_model_file_written_outside_the_project(tmp_path: Path)
     assert emulation["bit_exact_fraction"] == 1.0 and emulation["jets"] == 100
     assert emulation["testbench"]["exit_code"] == 0
     x = jets(hand, np.random.default_rng(4))
-    np.testing.assert_array_equal(emulate(tmp_path / "fw", x), predict(model, x))
+    np.testing.assert_array_equal(emulate(tmp_path / "fw", x), expected(hand, model, x))
 
     inputs = tf.keras.layers.Input((hand.n, 3))
     normalised = tf.keras.layers.BatchNormalization(name="norm")(model.layers[1](inputs))

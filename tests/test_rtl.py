@@ -60,19 +60,11 @@ def random_student(recipe, seed: int = 0):
 
 
 def small_stage(recipe):
-    """An input stage for random words (no data needed): each feature centred and scaled to
-    about unit spread, so the network sees values across its input range."""
-    from trigger.inputs import InputStage
+    from tests.constituents import stage_for_random_words
 
     port = recipe.quantization.input
-    return InputStage(
-        n_constituents=recipe.data.n_constituents,
-        features=tuple(FEATURES),
-        center=(500, 0, 0, 9000, 30),
-        shift=(9, 6, 6, 13, 4),
-        input_bits=port.bits,
-        input_integer=port.integer,
-    )
+    n = recipe.data.n_constituents
+    return stage_for_random_words(n, tuple(FEATURES), port.bits, port.integer)
 
 
 def jets(n: int, n_random: int, seed: int = 1) -> np.ndarray:
@@ -158,10 +150,7 @@ def test_rtl_is_permutation_invariant(built: Built) -> None:
     coding = simulate.PortCoding.of(pipe)
     binary = built.project / "sim" / "obj_dir" / "Vtb"
     cycles = built.figures["latency_cycles"]
-    out = [
-        simulate.run(binary, coding, v, cycles)[cycles:]
-        for v in (words, shuffled)
-    ]
+    out = [simulate.run(binary, coding, v, cycles)[cycles:] for v in (words, shuffled)]
     np.testing.assert_array_equal(out[0], out[1])
 
 
@@ -212,14 +201,14 @@ def test_trained_deep_rho_student_traces_bit_exact() -> None:
     encoding, and the netlist disagreed with QKeras on every jet. Random weights did not
     reproduce it, hence the stored model (`make demo`'s student, seed 1, 49 kB).
     """
-    from trigger.inputs import InputStage
+    from tests.constituents import stage_for_random_words
     from trigger.rtl import trace_student
     from trigger.taggers import load_model
 
     model = load_model(Path(__file__).parent / "data" / "deep_rho_student.h5")
     n, f = model.input_shape[1:]
     # Its five inputs fed by an input stage computing five features, as any student's are.
-    stage = InputStage(n, tuple(FEATURES), (500, 0, 0, 9000, 30), (9, 6, 6, 13, 4), 12, 3)
+    stage = stage_for_random_words(n, tuple(FEATURES), 12, 3)
     assert f == len(FEATURES)
     words = jets(n, 300, seed=0)
     trace = trace_student(model, stage)
