@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.constituents import permute_real_constituents
+from tests.constituents import edge_case_words, permute_candidates
 from trigger.data.generate import GenerationSettings, generate
-from trigger.data.loader import Preprocessing, read_jets
+from trigger.data.loader import read_jets
+from trigger.inputs import InputStage
 
 pytest.importorskip("qkeras")
 
@@ -31,7 +32,7 @@ FAST = {
                                  "architecture": {"embed": 16, "blocks": 1, "rho": [32]}}},
 }  # fmt: skip
 SECOND = {  # another N, other widths, other bit widths
-    "data": {"n_constituents": 32},
+    "data": {"n_constituents": 32, "features": ["deta", "dphi", "dr2", "count"]},
     "architecture": {"phi": [16, 16, 16], "rho": [16]},
     "quantization": {"input": {"bits": 10, "integer": 3},
                      "default": {"weight": {"bits": 6, "integer": 1},
@@ -82,30 +83,34 @@ def pipeline(real_jets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return work
 
 
-def all_jets_for(run_dir: Path, data: Path) -> np.ndarray:
-    contract = Preprocessing.load(run_dir / "preprocess.json")
-    raw = read_jets(data, contract.n_constituents, contract.features)
-    return contract.apply(raw.x)
+def all_words_for(run_dir: Path, data: Path) -> np.ndarray:
+    """Every jet of the file as the firmware receives it, plus the input stage's edge cases."""
+    stage = InputStage.load(run_dir / "input_stage.json")
+    words = read_jets(data, stage.n_constituents).words
+    return np.concatenate([words, edge_case_words(stage.n_constituents, np.random.default_rng(3))])
 
 
-def assert_firmware_is_bit_exact(run_dir: Path, firmware_dir: Path, x: np.ndarray) -> None:
+def assert_firmware_is_bit_exact(run_dir: Path, firmware_dir: Path, words: np.ndarray) -> None:
+    """The firmware (input stage + network) equals the run's own input stage + QKeras."""
     from trigger.hls import emulate
     from trigger.taggers import load_model, predict
 
+    stage = InputStage.load(run_dir / "input_stage.json")
     student = load_model(run_dir / "student.h5")
-    np.testing.assert_array_equal(emulate(firmware_dir, x), predict(student, x))
-    # Permuting the real constituents of every jet changes no output bit.
+    expected = predict(student, stage.apply_words(words))
+    np.testing.assert_array_equal(emulate(firmware_dir, words), expected)
+    # Candidates in another order change no output bit.
     rng = np.random.default_rng(0)
-    permuted = permute_real_constituents(x, rng)
-    np.testing.assert_array_equal(emulate(firmware_dir, permuted), emulate(firmware_dir, x))
+    permuted = permute_candidates(words, stage.n_constituents, rng)
+    np.testing.assert_array_equal(emulate(firmware_dir, permuted), emulate(firmware_dir, words))
 
 
 @pytest.mark.slow
 def test_default_recipe_firmware_is_bit_exact_on_every_real_jet(pipeline, real_jets) -> None:
     run_dir, firmware_dir = pipeline / "runs" / "demo", pipeline / "firmware" / "demo"
-    x = all_jets_for(run_dir, real_jets)
-    assert len(x) == 2500
-    assert_firmware_is_bit_exact(run_dir, firmware_dir, x)
+    words = all_words_for(run_dir, real_jets)
+    assert len(words) > 2500
+    assert_firmware_is_bit_exact(run_dir, firmware_dir, words)
 
 
 @pytest.mark.slow
@@ -127,9 +132,9 @@ def test_second_recipe_firmware_is_bit_exact_on_every_real_jet(real_jets, tmp_pa
     run_dir = train_and_compress(recipe, real_jets, tmp_path / "runs" / "second", verbose=0,
                                  log=lambda _: None)  # fmt: skip
     firmware_dir = emit_hls(run_dir, tmp_path / "firmware" / "second")
-    x = all_jets_for(run_dir, real_jets)
-    assert x.shape == (2500, 32, len(recipe.data.features))
-    assert_firmware_is_bit_exact(run_dir, firmware_dir, x)
+    words = all_words_for(run_dir, real_jets)
+    assert words.shape[1] == 3 * 32 + 4
+    assert_firmware_is_bit_exact(run_dir, firmware_dir, words)
 
 
 @pytest.mark.slow
@@ -149,13 +154,15 @@ def test_run_writes_a_self_contained_report(pipeline) -> None:
     assert hardware["compressed"]["source"] == "estimate (da4ml cost model)"
     assert hardware["compressed"]["dsp"] == 0 and hardware["measured_over_estimate"] is None
     assert hardware["ratio"]["lut"] < 1
-    # The report says which inputs the hardware figures start from, and that they exclude them.
+    # The report says the figures start from L1 words, input stage included, and its share.
     recipe = yaml.safe_load((pipeline / "demo.yaml").read_text())
     features = ", ".join(recipe["data"]["features"])
-    assert (
-        f"constituents x ({features}), computed before the firmware"
-        in (out / "report.md").read_text()
-    )
+    report = (out / "report.md").read_text()
+    assert f"the input stage computing ({features}) from them runs inside the firmware" in report
+    assert "covers the whole path, words to logits" in report
+    alone = hardware["compressed_estimate"]["input_stage"]
+    assert 0 < alone["lut"] < hardware["compressed"]["lut"]
+    assert f"{alone['lut']} LUT" in report
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 6 and 'src="roc.png"' not in html
     for png in ("roc.png", "efficiency.png", "hardware.png", "observables_W.png"):

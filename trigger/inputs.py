@@ -239,8 +239,8 @@ def check_port_words(rows: np.ndarray) -> np.ndarray:
         jet, column = (int(v[0]) for v in np.nonzero(bad))
         name, word = words[column]
         msg = (
-            f"jet {jet}: {name} is {rows[jet, column]}, not a {word.bits}-bit word "
-            f"(an integer in [{word.low}, {word.high}])"
+            f"jet {jet}: {name} is {rows[jet, column]:g}, outside its {word.bits}-bit word "
+            f"(integers {word.low} to {word.high})"
         )
         raise TriggerError(msg)
     return rows.astype(np.int64)

@@ -91,6 +91,11 @@ def _words(f: OpenedJets, start: int, stop: int, n: int) -> tuple[np.ndarray, np
     columns = [_column(f, f.jet_names, c, "jet") for c in ("pt", "eta", "multiplicity")]
     jet_phi = np.zeros(len(jets)) if relative else jets[:, f.jet_names.index("phi")]
     values = (jets[:, columns[0]], jets[:, columns[1]], jet_phi, jets[:, columns[2]])
+    for name, column in zip(("pt", "eta", "phi", "multiplicity"), values, strict=True):
+        if not np.isfinite(column).all():
+            bad = int((~np.isfinite(column)).sum())
+            msg = f"{f.path}: {bad} jets have NaN or infinite j_{name}"
+            raise TriggerError(msg)
     jet = np.stack([to_words(v, w) for v, w in zip(values, JET_WORDS, strict=True)], -1)
     return candidates, jet
 
