@@ -2,15 +2,18 @@
 
     .venv/bin/python scripts/bench_inputs.py DATA.h5 [--out runs/bench_inputs]
         [--sets pt,deta,dphi pt,deta,dphi,count ...] [--n 32 64] [--recipes default ...]
-        [--distill] [--principal-axis] [--set KEY=VALUE ...]
+        [--distill] [--principal-axis] [--exact-inputs] [--set KEY=VALUE ...]
 
 For every feature set (and candidate count N) the default recipe's float reference and student
 are trained on DATA through the firmware's input stage, and da4ml's cost model prices the whole
 firmware path (input stage + student, L1 words to logits; an estimate). Distillation is off
 unless `--distill`: the comparison is between inputs, and one teacher per input set would
-triple the time. A float-only row gives the principal-axis frame (eta, phi rotated onto each
-jet's pT-weighted principal axis, computed in float from the same words): what that frame would
-be worth if the firmware computed it. Writes OUT/bench_inputs.json and prints a table.
+triple the time. Float-only rows: `--principal-axis` gives the principal-axis frame (eta, phi
+rotated onto each jet's pT-weighted principal axis, computed in float from the same words), what
+that frame would be worth if the firmware computed it; `--exact-inputs` gives (pt, deta, dphi)
+in float64 from the file's columns, not rounded to words: on a file generated with
+`--no-l1-rounding`, next to that file's `default` row, what L1 rounding costs. Writes
+OUT/bench_inputs.json and prints a table.
 """
 
 from __future__ import annotations
@@ -111,6 +114,45 @@ def principal_axis_row(data: Path, n: int) -> dict:
     }
 
 
+def exact_inputs_row(data: Path, n: int) -> dict:
+    """The float reference on (pt, deta, dphi) computed in float64 from the file's own columns,
+    not rounded to words, normalised by the training split's mean and spread: on a file made
+    with `--no-l1-rounding`, what the rounding to L1 words costs against the `default` row."""
+    from trigger.compress import evaluate, train_float
+    from trigger.data.layout import OpenedJets
+    from trigger.data.loader import load_dataset, split_indices
+
+    recipe = _recipe("default", ("pt", "deta", "dphi"), n, False, data)
+    dataset = load_dataset(recipe.data, recipe.quantization.input, data)
+    with OpenedJets(data) as f:
+        particles = f.constituents[:, :n, :]
+        jets = f.jets[()]
+        pt, eta, phi = (particles[..., f.particle_index(c)] for c in ("pt", "eta", "phi"))
+        jet_eta, jet_phi = (jets[:, f.jet_names.index(c)][:, None] for c in ("eta", "phi"))
+    dphi = (phi - jet_phi + np.pi) % (2 * np.pi) - np.pi
+    raw = np.stack([pt, eta - jet_eta, dphi], -1).astype(np.float64)
+    real = pt > 0
+    parts = split_indices(len(raw), recipe.data.split, recipe.data.split_seed)
+    train_real = raw[parts[0]][real[parts[0]]]
+    center, spread = train_real.mean(axis=0), train_real.std(axis=0)
+    x = np.where(real[..., None], (raw - center) / spread, 0.0).astype(np.float32)
+    for sample, index in zip((dataset.train, dataset.validation, dataset.test), parts, strict=True):
+        sample.x = x[index]
+    start = time.perf_counter()
+    reference = train_float(recipe, dataset, verbose=0)
+    return {
+        "run": f"{data.stem}-n{n}-exact-inputs-float",
+        "recipe": "default",
+        "features": ["pt", "deta", "dphi"],
+        "n": n,
+        "distilled": False,
+        "float_accuracy": evaluate(reference.model, dataset.test)["accuracy"],
+        "student_accuracy": None,
+        "note": "float only, inputs in float64 from the file's columns (not L1 words)",
+        "seconds": round(time.perf_counter() - start),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
@@ -120,6 +162,9 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="*", default=["default"])
     parser.add_argument("--distill", action="store_true")
     parser.add_argument("--principal-axis", action="store_true")
+    parser.add_argument(
+        "--exact-inputs", action="store_true", help="also the float reference on exact inputs"
+    )
     parser.add_argument("--set", action="append", default=[], help="recipe override, repeatable")
     args = parser.parse_args()
     EXTRA.extend(args.set)
@@ -141,6 +186,10 @@ def main() -> None:
                 name = f"{base}-n{n}-{'-'.join(features)}{'-distilled' if args.distill else ''}"
                 if name not in done:
                     keep(train_row(base, features, n, args.distill, args.data, args.out))
+    if args.exact_inputs:
+        for n in args.n:
+            if f"{args.data.stem}-n{n}-exact-inputs-float" not in done:
+                keep(exact_inputs_row(args.data, n))
     if args.principal_axis:
         for n in args.n:
             if f"default-n{n}-principal-axis-float" not in done:

@@ -172,6 +172,9 @@ def test_hardware_json_has_the_documented_keys(built: Built) -> None:
     assert written["latency_cycles"] == tools["verilator"]["latency_cycles"]
     assert tools["da4ml"]["lut_estimate"] > 0
     assert written["model"] == "student"
+    alone = written["input_stage"]  # the input stage by itself, counted by Yosys
+    assert 0 < alone["lut"] < written["lut"] and 0 < alone["ff"] < written["ff"]
+    assert 0 < alone["latency_cycles"] < written["latency_cycles"]
     # validation reads it from the firmware directory (figures in firmware/NAME/rtl/).
     found = from_reports(built.project.parent)
     assert found is not None and found["source"] == SOURCE and found["lut"] == written["lut"]

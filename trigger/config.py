@@ -61,6 +61,9 @@ class GenerationConfig(Strict):
     boson pT (the public hls4ml set: 1 TeV within 1%, i.e. 990 to 1010)."""
     candidate_pt_min: float = Field(default=1.0, ge=0)
     """Detector stage: candidates below this pT [GeV] are dropped."""
+    l1_rounding: bool = True
+    """Detector stage: round candidates to L1 words (off only to measure what rounding costs:
+    the loader still rounds what it reads)."""
 
 
 class DataConfig(Strict):

@@ -48,6 +48,13 @@ def data() -> None:
     help="Detector stage: drop candidates below this pT [GeV] (0 keeps all).",
 )
 @click.option(
+    "--l1-rounding/--no-l1-rounding",
+    default=True,
+    show_default=True,
+    help="Detector stage: round candidates to L1 words. Off only to measure what rounding "
+    "costs (scripts/bench_inputs.py); the loader rounds what it reads either way.",
+)
+@click.option(
     "--shard-size",
     type=click.IntRange(min=1),
     default=1000,
@@ -64,6 +71,7 @@ def generate(
     eta_max: float,
     window: str,
     candidate_pt_min: float,
+    l1_rounding: bool,
     shard_size: int,
 ) -> None:
     """Generate g, q, W, Z, t jets with Pythia 8, anti-kT R=0.8, truth-matched, as L1 candidates.
@@ -82,7 +90,15 @@ def generate(
     from trigger.data.generate import generate as run
 
     settings = GenerationSettings(
-        jets_per_class, seed, pt_min, pt_max, eta_max, shard_size, window, candidate_pt_min
+        jets_per_class,
+        seed,
+        pt_min,
+        pt_max,
+        eta_max,
+        shard_size,
+        window,
+        candidate_pt_min,
+        l1_rounding,
     )
     existed = out.exists()
     run(settings, out, workers)

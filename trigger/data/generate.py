@@ -101,6 +101,7 @@ class GenerationSettings:
     shard_size: int = 1000
     window: str = "jet"  # what [pt_min, pt_max] bounds: see WINDOWS
     candidate_pt_min: float = 1.0  # GeV: the detector stage's per-candidate threshold
+    l1_rounding: bool = True  # round candidates to L1 words (off only to measure its cost)
 
     def __post_init__(self) -> None:
         if not 1 <= self.seed <= 900_000_000:
@@ -173,9 +174,15 @@ DETECTOR = (
     "and phi signed 11 bits, LSB pi/720), saturating at the word range; mass kept"
 )
 
+UNROUNDED_DETECTOR = "per jet: particles below the candidate pT threshold dropped; not rounded"
 
-def detector(jets: list[np.ndarray], pt_min: float) -> list[np.ndarray]:
-    """Each jet's particles as L1 candidates (see DETECTOR), as (px, py, pz, E) in GeV."""
+
+def detector(jets: list[np.ndarray], pt_min: float, rounding: bool = True) -> list[np.ndarray]:
+    """Each jet's particles as L1 candidates (see DETECTOR), as (px, py, pz, E) in GeV.
+
+    `rounding` off keeps the threshold and the exact kinematics: data to measure what the
+    rounding to words costs, not data a Level-1 system sees.
+    """
     out = []
     for p4 in jets:
         px, py, pz, e = p4.T
@@ -183,9 +190,12 @@ def detector(jets: list[np.ndarray], pt_min: float) -> list[np.ndarray]:
         mass2 = np.maximum(e**2 - (px**2 + py**2 + pz**2), 0.0)
         pt_word = to_words(pt, PT_WORD)
         kept = (pt >= pt_min) & (pt_word > 0)
-        pt_l1 = pt_word[kept] * PT_WORD.lsb
-        eta_l1 = to_words(np.arcsinh(pz[kept] / pt[kept]), ETA_WORD) * ETA_WORD.lsb
-        phi_l1 = to_words(np.arctan2(py[kept], px[kept]), PHI_WORD) * PHI_WORD.lsb
+        eta, phi = np.arcsinh(pz[kept] / pt[kept]), np.arctan2(py[kept], px[kept])
+        pt_l1, eta_l1, phi_l1 = pt[kept], eta, phi
+        if rounding:
+            pt_l1 = pt_word[kept] * PT_WORD.lsb
+            eta_l1 = to_words(eta, ETA_WORD) * ETA_WORD.lsb
+            phi_l1 = to_words(phi, PHI_WORD) * PHI_WORD.lsb
         pz_l1 = pt_l1 * np.sinh(eta_l1)
         e_l1 = np.sqrt(pt_l1**2 + pz_l1**2 + mass2[kept])
         out.append(np.stack([pt_l1 * np.cos(phi_l1), pt_l1 * np.sin(phi_l1), pz_l1, e_l1], -1))
@@ -259,7 +269,7 @@ def _shard_jets(shard: Shard, settings: GenerationSettings, report) -> list[np.n
                 [[event[i].px(), event[i].py(), event[i].pz(), event[i].e()]
                  for i in slowjet.constituents(j)]
             )  # fmt: skip
-            (candidates,) = detector([p4], settings.candidate_pt_min)
+            (candidates,) = detector([p4], settings.candidate_pt_min, settings.l1_rounding)
             pt = np.hypot(*candidates[:, :2].sum(axis=0))
             eta = np.arcsinh(candidates[:, 2].sum() / pt)
             if low < pt < high and abs(eta) < settings.eta_max:  # the L1 jet's pT and eta
@@ -293,7 +303,7 @@ def _manifest(settings: GenerationSettings, plan: list[Shard]) -> dict:
         "processes": {c: list(COMMON_SETTINGS + PROCESSES[c]) for c in CLASS_NAMES},
         "truth_matching": f"jet within dR < {JET_RADIUS} of the class's hard-process object",
         "window": WINDOWS[settings.window],
-        "detector": DETECTOR,
+        "detector": DETECTOR if settings.l1_rounding else UNROUNDED_DETECTOR,
         "shards": [asdict(s) | {"name": s.name} for s in plan],
         "counts": counts,
         "total_jets": sum(counts.values()),

@@ -1,11 +1,14 @@
-"""Student -> pipelined Verilog (da4ml) -> Verilator proof and timing -> Yosys resources.
+"""Input stage + student -> pipelined Verilog (da4ml) -> Verilator proof and timing -> Yosys
+resources, for the whole path from L1 words to logits.
 
 firmware/NAME/rtl/ after the stage:
     src/tagger.v, src/tagger_stage*.v, src/tagger_wrapper.v, src/static/   the Verilog
     model/          da4ml's netlist (comb.json, pipeline.json)
     sim/            Verilator testbench (tb.cc) and its build
     synth/          the Yosys script and log
-    hardware.json   latency, II, LUT, FF, DSP, BRAM; each tool's own figures under `tools`
+    input_stage/    the input stage alone as Verilog, counted by Yosys (its share)
+    hardware.json   latency, II, LUT, FF, DSP, BRAM; each tool's own figures under `tools`;
+                    the input stage's own under `input_stage`
 
 Top-level figures come from the most authoritative open tool: resources from Yosys
 `synth_xilinx`, latency and II measured in the Verilator simulation. da4ml's own estimate is
@@ -113,8 +116,6 @@ def emit_rtl(
     `hls_emulated`, the hls4ml emulator's outputs on the same jets, is compared too. Returns
     the figures written to `out_dir/hardware.json`.
     """
-    from da4ml.codegen import VerilogModel
-
     say = log or (lambda _msg: None)
     firmware = firmware or FirmwareConfig()
     out_dir = Path(out_dir)
@@ -128,14 +129,7 @@ def emit_rtl(
     pipe, da4ml = cost_model(trace, firmware.clock_period)
     stages = da4ml["pipeline_stages"]
     out_dir.mkdir(parents=True, exist_ok=True)
-    VerilogModel(
-        pipe,
-        TOP,
-        out_dir,
-        part_name=firmware.part,
-        clock_period=firmware.clock_period,
-        latency_cutoff=da4ml["latency_cutoff_adder_levels"],
-    ).write()
+    _write_verilog(pipe, out_dir, firmware)
 
     say("rtl: building the Verilator simulation")
     coding = PortCoding.of(pipe)
@@ -178,6 +172,7 @@ def emit_rtl(
         counted["family"] = synth.FAMILY
         tools["yosys"] = counted
         resources = {k: counted[k] for k in ("lut", "ff", "dsp", "bram")}
+    input_stage = _input_stage_alone(stage, trace.input_format, out_dir, firmware, yosys, say)
     figures = {
         "source": SOURCE if yosys else "rtl (Verilator; resources not counted)",
         "latency_cycles": cycles,
@@ -196,6 +191,7 @@ def emit_rtl(
         },
         "timing": "not verified: no place and route (pipeline cut by da4ml's adder-depth model)",
         "model": "student",
+        "input_stage": input_stage,
         "tools": tools,
     }
     write_json(out_dir / "hardware.json", figures)
@@ -206,6 +202,43 @@ def emit_rtl(
         )
         raise TriggerError(msg)
     return figures
+
+
+def _write_verilog(pipe: Any, out_dir: Path, firmware: FirmwareConfig) -> None:
+    from da4ml.codegen import VerilogModel
+
+    VerilogModel(
+        pipe,
+        TOP,
+        out_dir,
+        part_name=firmware.part,
+        clock_period=firmware.clock_period,
+        latency_cutoff=latency_cutoff(firmware.clock_period),
+    ).write()
+
+
+INPUT_STAGE_DIR = "input_stage"
+
+
+def _input_stage_alone(
+    stage: InputStage, port: Any, out_dir: Path, firmware: FirmwareConfig, yosys: bool, say: Any
+) -> dict[str, Any] | None:
+    """The input stage by itself as Verilog (`out_dir/input_stage/`), counted by Yosys: its
+    share of the whole path. Latency: its pipeline stages at the clock."""
+    if not yosys:
+        return None
+    say("rtl: counting the input stage alone with yosys synth_xilinx")
+    pipe, _ = cost_model(trace_input_stage_alone(stage, port), firmware.clock_period)
+    stage_dir = out_dir / INPUT_STAGE_DIR
+    _write_verilog(pipe, stage_dir, firmware)
+    counted = synth.synthesize(stage_dir)
+    stages = len(pipe.solutions)
+    return {
+        "source": "Yosys synth_xilinx of the input stage alone; latency: its pipeline stages",
+        "latency_cycles": stages,
+        "latency_ns": stages * firmware.clock_period,
+        **{k: counted[k] for k in ("lut", "ff", "dsp")},
+    }
 
 
 ESTIMATE = "estimate.json"

@@ -195,9 +195,11 @@ def _estimate_and_measurement(hardware: dict) -> list[str]:
 def _input_stage_sentence(h: dict) -> str:
     """Every figure covers the whole path; say so, and what the input stage alone costs."""
     stage = h["inputs"]
-    share = h["compressed_estimate"].get("input_stage") or {}
+    measured = h["compressed"].get("input_stage")
+    share = measured or h["compressed_estimate"].get("input_stage") or {}
+    how = "Yosys's count" if measured else "da4ml's estimate"
     cost = (
-        f" da4ml's estimate of the input stage alone: {share.get('latency_cycles')} cycles, "
+        f" {how} of the input stage alone: {share.get('latency_cycles')} cycles, "
         f"{share.get('lut')} LUT, {share.get('ff')} FF."
         if share
         else ""
