@@ -199,9 +199,10 @@ class PruningConfig(Strict):
 
 
 class TeacherConfig(Strict):
-    # Attention sees constituent pairs, which no Deep Sets can: on the 100k-jet benchmark this
-    # teacher is 3 points more accurate than a wide float Deep Sets (phi 128x3, rho [128, 64]),
-    # which a 3k-parameter student already matched, so it would not have set the ceiling.
+    # Attention sees constituent pairs, which no Deep Sets can: on 100k generator-level jets
+    # this teacher was 3 points more accurate than a wide float Deep Sets (phi 128x3,
+    # rho [128, 64]), which a 3k-parameter student already matched, so that one would not set
+    # the ceiling.
     architecture: ArchitectureConfig = ArchitectureConfig(kind="transformer", rho=(128, 64))
     """The teacher's network (float; a transformer by default)."""
     n_constituents: PositiveInt = 32
@@ -225,10 +226,10 @@ class DistillationConfig(Strict):
     """Distil the student from the teacher's logits."""
     teacher: TeacherConfig = TeacherConfig()
     """The teacher, cached per data file and this section."""
-    # T = 1, not Hinton's 4: on the 100k-jet benchmark T = 4 cost the default student 0.12
+    # T = 1, not Hinton's 4: on 100k generator-level jets T = 4 cost the default student 0.12
     # points against label-only training (four seeds), T = 1 gained 0.21 (standard error 0.07,
-    # nineteen seeds): a 5-class tagger at 61% accuracy is unsure already, and softening it
-    # further only flattens what the student is asked to match (docs/benchmarks.md).
+    # nineteen seeds): a 5-class tagger at about 62% accuracy is unsure already, and softening
+    # it further only flattens what the student is asked to match.
     temperature: float = Field(default=1.0, gt=0)
     """Softmax temperature T of the soft targets."""
     # Weight of the soft (teacher) loss; the hard-label loss gets 1 - alpha.
