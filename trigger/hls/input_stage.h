@@ -29,11 +29,16 @@ enum feature_code { PT = 0, DETA = 1, DPHI = 2, DR2 = 3, COUNT = 4 };
 static const int HALF_TURN = 720;  // pi in angle words
 static const int MAX_SHIFT = 16;   // fractional bits kept before input_t rounds
 
+// Widths hold every value the words allow: eta differences need 13 bits, phi differences 12
+// (wrapped: [-720, 720) for angles within +-pi), deltaR^2 at most 4095^2 + 2047^2 < 2^25.
+typedef ap_int<13> deta_t;
+typedef ap_int<12> dphi_t;
+typedef ap_uint<25> dr2_t;
 typedef ap_int<32> raw_t;
 typedef ap_fixed<32 + MAX_SHIFT, 32> scaled_t;
 
-inline raw_t wrapped_dphi(phi_word_t phi, phi_word_t jet_phi) {
-    raw_t d = raw_t(phi) - raw_t(jet_phi);
+inline dphi_t wrapped_dphi(phi_word_t phi, phi_word_t jet_phi) {
+    dphi_t d = dphi_t(phi) - dphi_t(jet_phi);
     if (d >= HALF_TURN) {
         d -= 2 * HALF_TURN;
     } else if (d < -HALF_TURN) {
@@ -42,16 +47,16 @@ inline raw_t wrapped_dphi(phi_word_t phi, phi_word_t jet_phi) {
     return d;
 }
 
-inline raw_t raw_feature(int code, pt_word_t pt, raw_t deta, raw_t dphi, count_word_t count) {
+inline raw_t raw_feature(int code, pt_word_t pt, deta_t deta, dphi_t dphi, count_word_t count) {
     switch (code) {
     case PT:
         return raw_t(pt);
     case DETA:
-        return deta;
+        return raw_t(deta);
     case DPHI:
-        return dphi;
+        return raw_t(dphi);
     case DR2:
-        return deta * deta + dphi * dphi;
+        return raw_t(dr2_t(deta * deta + dphi * dphi));
     default:
         return raw_t(count);
     }
@@ -67,8 +72,8 @@ void input_stage(const pt_word_t pt[N], const eta_word_t eta[N], const phi_word_
 candidates:
     for (int i = 0; i < N; i++) {
         #pragma HLS UNROLL
-        raw_t deta = raw_t(eta[i]) - raw_t(jet_eta);
-        raw_t dphi = wrapped_dphi(phi[i], jet_phi);
+        deta_t deta = deta_t(eta[i]) - deta_t(jet_eta);
+        dphi_t dphi = wrapped_dphi(phi[i], jet_phi);
     features:
         for (int f = 0; f < N_FEATURES; f++) {
             #pragma HLS UNROLL
