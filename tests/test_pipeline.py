@@ -162,7 +162,10 @@ def test_run_writes_a_self_contained_report(pipeline) -> None:
     assert "covers the whole path, words to logits" in report
     alone = hardware["compressed_estimate"]["input_stage"]
     assert 0 < alone["lut"] < hardware["compressed"]["lut"]
-    assert f"{alone['lut']} LUT" in report
+    assert (
+        f"da4ml's estimate of the input stage alone: {alone['latency_cycles']} cycles, "
+        f"{alone['lut']:,} LUT, {alone['ff']:,} FF." in report
+    )
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 6 and 'src="roc.png"' not in html
     for png in ("roc.png", "efficiency.png", "hardware.png", "observables_W.png"):

@@ -161,3 +161,21 @@ def test_report_compares_both_models_through_the_same_cost_model() -> None:
         }
     )
     assert "LUT 100,000 vs 1,000,000 (0.10x)" in line and "pipeline stages 8 vs 13" in line
+
+
+def test_report_names_who_counted_the_input_stage() -> None:
+    """Measured (Yosys, under --rtl) only when the compressed figures are a measurement."""
+    from trigger.validation.report import _input_stage_sentence
+
+    estimate = {"input_stage": {"latency_cycles": 2, "lut": 6720, "ff": 5695}}
+    inputs = {"constituents": 32, "features": ["pt", "deta", "dphi", "count"]}
+    estimated = {"compressed": estimate, "compressed_estimate": estimate,
+                 "measured_over_estimate": None, "inputs": inputs}  # fmt: skip
+    text = _input_stage_sentence(estimated)
+    assert "da4ml's estimate of the input stage alone: 2 cycles, 6,720 LUT, 5,695 FF." in text
+    assert "the input stage computing (pt, deta, dphi, count) from them runs inside" in text
+    yosys = {"input_stage": {"latency_cycles": 2, "lut": 3016, "ff": 3999}}
+    measured = {**estimated, "compressed": yosys, "measured_over_estimate": {"lut": 0.7}}
+    assert "Yosys's count of the input stage alone: 2 cycles, 3,016 LUT, 3,999 FF." in (
+        _input_stage_sentence(measured)
+    )

@@ -195,12 +195,12 @@ def _estimate_and_measurement(hardware: dict) -> list[str]:
 def _input_stage_sentence(h: dict) -> str:
     """Every figure covers the whole path; say so, and what the input stage alone costs."""
     stage = h["inputs"]
-    measured = h["compressed"].get("input_stage")
+    measured = h["measured_over_estimate"] is not None and h["compressed"].get("input_stage")
     share = measured or h["compressed_estimate"].get("input_stage") or {}
     how = "Yosys's count" if measured else "da4ml's estimate"
     cost = (
-        f" {how} of the input stage alone: {share.get('latency_cycles')} cycles, "
-        f"{share.get('lut')} LUT, {share.get('ff')} FF."
+        f" {how} of the input stage alone: {share['latency_cycles']} cycles, "
+        f"{share['lut']:,} LUT, {share['ff']:,} FF."
         if share
         else ""
     )
