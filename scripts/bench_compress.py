@@ -109,7 +109,7 @@ def main() -> None:
 
     rows: list[tuple[str, dict, str, float]] = []
     start = time.perf_counter()
-    data = load_dataset(recipe.data, args.data)
+    data = load_dataset(recipe.data, recipe.quantization.input, args.data)
     teacher, teacher_data, _ = compress.cached_teacher(
         recipe, args.data, work / ".teachers", print, quiet
     )
@@ -132,7 +132,15 @@ def main() -> None:
     print("training student with distillation")
     student_row("student, distilled", recipe, data, logits, reference)
     print("training literature Deep Sets")
-    lit_data = data if literature.data == recipe.data else load_dataset(literature.data, args.data)
+    same_inputs = (literature.data, literature.quantization.input) == (
+        recipe.data,
+        recipe.quantization.input,
+    )
+    lit_data = (
+        data
+        if same_inputs
+        else load_dataset(literature.data, literature.quantization.input, args.data)
+    )
     lit_logits = logits if literature.distillation.enabled else None
     student_row("literature Deep Sets", literature, lit_data, lit_logits)
 
