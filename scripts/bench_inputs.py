@@ -84,9 +84,27 @@ def train_row(base: str, features, n: int, distill: bool, data: Path, out: Path)
     }
 
 
+def _float_row(name: str, recipe, dataset, features: list[str], note: str) -> dict:
+    """Train the float reference on `dataset` as it is (its `x` replaced by the caller)."""
+    from trigger.compress import evaluate, train_float
+
+    start = time.perf_counter()
+    reference = train_float(recipe, dataset, verbose=0)
+    return {
+        "run": name,
+        "recipe": "default",
+        "features": features,
+        "n": recipe.data.n_constituents,
+        "distilled": False,
+        "float_accuracy": evaluate(reference.model, dataset.test)["accuracy"],
+        "student_accuracy": None,
+        "note": note,
+        "seconds": round(time.perf_counter() - start),
+    }
+
+
 def principal_axis_row(data: Path, n: int) -> dict:
     """The float reference on (pt, etarot, phirot) computed in float from the same words."""
-    from trigger.compress import evaluate, train_float
     from trigger.data.features import principal_axis_frame
     from trigger.data.loader import load_dataset
 
@@ -99,26 +117,15 @@ def principal_axis_row(data: Path, n: int) -> dict:
         sample.x = np.stack(
             [sample.x[..., 0], np.where(real, etarot, 0), np.where(real, phirot, 0)], -1
         ).astype(np.float32)
-    start = time.perf_counter()
-    reference = train_float(recipe, dataset, verbose=0)
-    return {
-        "run": f"default-n{n}-principal-axis-float",
-        "recipe": "default",
-        "features": ["pt", "etarot", "phirot"],
-        "n": n,
-        "distilled": False,
-        "float_accuracy": evaluate(reference.model, dataset.test)["accuracy"],
-        "student_accuracy": None,
-        "note": "float only: the firmware does not compute this frame",
-        "seconds": round(time.perf_counter() - start),
-    }
+    name = f"default-n{n}-principal-axis-float"
+    note = "float only: the firmware does not compute this frame"
+    return _float_row(name, recipe, dataset, ["pt", "etarot", "phirot"], note)
 
 
 def exact_inputs_row(data: Path, n: int) -> dict:
     """The float reference on (pt, deta, dphi) computed in float64 from the file's own columns,
     not rounded to words, normalised by the training split's mean and spread: on a file made
     with `--no-l1-rounding`, what the rounding to L1 words costs against the `default` row."""
-    from trigger.compress import evaluate, train_float
     from trigger.data.layout import OpenedJets
     from trigger.data.loader import load_dataset, split_indices
 
@@ -138,19 +145,9 @@ def exact_inputs_row(data: Path, n: int) -> dict:
     x = np.where(real[..., None], (raw - center) / spread, 0.0).astype(np.float32)
     for sample, index in zip((dataset.train, dataset.validation, dataset.test), parts, strict=True):
         sample.x = x[index]
-    start = time.perf_counter()
-    reference = train_float(recipe, dataset, verbose=0)
-    return {
-        "run": f"{data.stem}-n{n}-exact-inputs-float",
-        "recipe": "default",
-        "features": ["pt", "deta", "dphi"],
-        "n": n,
-        "distilled": False,
-        "float_accuracy": evaluate(reference.model, dataset.test)["accuracy"],
-        "student_accuracy": None,
-        "note": "float only, inputs in float64 from the file's columns (not L1 words)",
-        "seconds": round(time.perf_counter() - start),
-    }
+    name = f"{data.stem}-n{n}-exact-inputs-float"
+    note = "float only, inputs in float64 from the file's columns (not L1 words)"
+    return _float_row(name, recipe, dataset, ["pt", "deta", "dphi"], note)
 
 
 def main() -> None:

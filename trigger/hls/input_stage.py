@@ -40,9 +40,7 @@ static const int SHIFT[N_FEATURES] = {{{shifts}}};
 
 #endif
 """
-_TOP = """
-// The whole tagger as synthesised: L1 words in, logits out (written by trigger).
-void {project}(
+_SIGNATURE = """void {project}(
     trigger::pt_word_t candidate_pt[N_CANDIDATES],
     trigger::eta_word_t candidate_eta[N_CANDIDATES],
     trigger::phi_word_t candidate_phi[N_CANDIDATES],
@@ -51,7 +49,10 @@ void {project}(
     trigger::phi_word_t jet_phi,
     trigger::count_word_t jet_count,
     result_t logits[{n_out}]
-) {{
+)"""
+_TOP = """
+// The whole tagger as synthesised: L1 words in, logits out (written by trigger).
+{signature} {{
     #pragma HLS ARRAY_PARTITION variable=candidate_pt complete dim=0
     #pragma HLS ARRAY_PARTITION variable=candidate_eta complete dim=0
     #pragma HLS ARRAY_PARTITION variable=candidate_phi complete dim=0
@@ -70,16 +71,7 @@ void {project}(
 """
 _DECLARATION = """
 // Top level function for C-synthesis: L1 words in, logits out.
-void {project}(
-    trigger::pt_word_t candidate_pt[N_CANDIDATES],
-    trigger::eta_word_t candidate_eta[N_CANDIDATES],
-    trigger::phi_word_t candidate_phi[N_CANDIDATES],
-    trigger::pt_word_t jet_pt,
-    trigger::eta_word_t jet_eta,
-    trigger::phi_word_t jet_phi,
-    trigger::count_word_t jet_count,
-    result_t logits[{n_out}]
-);
+{signature};
 """
 _WORDS = """\
 // One jet from a row of numbers into the top function (written by trigger): the row holds the
@@ -147,14 +139,13 @@ def install(
     for name in (f"{project}.cpp", f"{project}.h"):
         _rename_network(firmware / name, project)
     source = firmware / f"{project}.cpp"
-    source.write_text(
-        source.read_text() + _TOP.format(project=project, n_out=n_out, network=network)
-    )
+    signature = _SIGNATURE.format(project=project, n_out=n_out)
+    source.write_text(source.read_text() + _TOP.format(signature=signature, network=network))
     header = firmware / f"{project}.h"
     text = header.read_text()
     includes = '#include "defines.h"\n'
     extra = '#include "input_stage.h"\n#include "input_stage_params.h"\n'
-    declaration = _DECLARATION.format(project=project, n_out=n_out)
+    declaration = _DECLARATION.format(signature=signature)
     guard_end = text.rindex("#endif")
     text = text[:guard_end] + declaration + "\n" + text[guard_end:]
     header.write_text(text.replace(includes, includes + extra, 1))
