@@ -122,3 +122,50 @@ def test_a_saved_stage_round_trips_and_bad_contracts_are_named(tmp_path) -> None
         InputStage.load(tmp_path / "bad.json")
     with pytest.raises(TriggerError, match="feature 'ptrel' is not computed"):
         InputStage(8, ("ptrel",), (0,), (0,), 12, 3)
+
+
+@pytest.mark.parametrize("degrees", [-89, -60, -30, -5, 0, 20, 45, 75, 90])
+def test_the_principal_axis_frame_turns_a_jet_onto_the_eta_axis(degrees: int) -> None:
+    """Candidates on a line through the jet axis, at any angle: in the frame they lie on eta,
+    at their distances from the axis (times the frame's scale)."""
+    from trigger.inputs import ROTATION_GUARD, ROTATION_STEPS, principal_axis_frame
+
+    r = np.array([-150, -60, -30, -10, 10, 30, 60, 90])
+    angle = np.radians(degrees)
+    deta, dphi = np.rint(r * np.cos(angle)).astype(int), np.rint(r * np.sin(angle)).astype(int)
+    pt = np.array([40, 80, 120, 200, 200, 120, 80, 40])
+    etarot, phirot = principal_axis_frame(pt[None], deta[None], dphi[None])
+    gain = 2**ROTATION_GUARD * np.prod(np.sqrt(1 + 4.0 ** -np.arange(ROTATION_STEPS)))
+    # Within the last CORDIC step (1.8 degrees) and the rounding of the words.
+    np.testing.assert_allclose(np.abs(etarot[0]) / gain, np.abs(r), atol=2)
+    assert np.all(np.abs(phirot[0]) / gain <= 0.04 * np.abs(r) + 2)
+    # Both ends of the line keep their order along the axis (one sign for the whole jet).
+    assert len(np.unique(np.sign(etarot[0] * r))) == 1
+
+
+def test_the_principal_axis_frame_is_refused_beyond_its_candidate_limit() -> None:
+    from trigger.inputs import AXIS_MAX_CANDIDATES
+
+    InputStage(AXIS_MAX_CANDIDATES, ("pt", "etarot"), (0, 0), (0, 0), 12, 3)
+    with pytest.raises(TriggerError, match=r"principal-axis frame .* up to 64 candidates, not 128"):
+        InputStage(128, ("pt", "etarot"), (0, 0), (0, 0), 12, 3)
+
+
+def test_the_hls_input_stage_has_the_reference_constants() -> None:
+    """The C++ spells out the integer constants of `trigger.inputs`; they must be the same."""
+    import re
+    from importlib import resources
+
+    from trigger import inputs
+
+    header = (resources.files("trigger.hls") / "input_stage.h").read_text()
+    constants = dict(re.findall(r"static const int (\w+) = (-?\d+);", header))
+    names = ["HALF_TURN", "MAX_SHIFT", "MOMENT_PT_SHIFT", "MOMENT_PT_MAX", "MOMENT_ANGLE_SHIFT"]
+    names += ["MOMENT_ANGLE_MAX", "AXIS_MAX_CANDIDATES", "ANGLE_PI", "VECTORING_STEPS"]
+    names += ["ROTATION_STEPS", "VECTORING_GUARD", "ROTATION_GUARD"]
+    for name in names:
+        assert int(constants[name]) == getattr(inputs, name), name
+    table = re.search(r"ATAN_STEP\[VECTORING_STEPS\] = \{([^}]*)\}", header).group(1)
+    assert tuple(int(v) for v in table.split(",")) == inputs.ATAN_STEP
+    codes = re.search(r"enum feature_code \{([^}]*)\}", header).group(1)
+    assert [c.split("=")[0].strip().lower() for c in codes.split(",")] == list(inputs.FEATURES)

@@ -3,9 +3,10 @@
 Each model is built directly with QKeras (not by `trigger.taggers`): its own layer names, its
 own input-quantizer name, activations given as objects or as strings, with and without bias,
 mean and max pooling, 4 to 8 bits, N 8 and 16, one with half of its weights zero, behind input
-stages computing 3 to 5 features. Every one is converted, compiled and compared with the Python
-input stage + QKeras on random jets' L1 words and the input stage's edge cases (phi
-wrap-around, saturated words, one candidate, padding); two also run as Verilog in Verilator.
+stages computing 3 to 7 features (all seven, the principal-axis frame among them, in one).
+Every one is converted, compiled and compared with the Python input stage + QKeras on random
+jets' L1 words and the input stage's edge cases (phi wrap-around, saturated words, one
+candidate, padding); two also run as Verilog in Verilator.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Hand:
     @property
     def stage(self) -> Any:
         """The input stage in front of it: as many features as it takes, each feature used."""
-        names = {3: ("deta", "dphi", "pt"), 4: ("pt", "deta", "dphi", "count"), 5: FEATURES}
+        names = {3: ("deta", "dphi", "pt"), 4: ("pt", "deta", "dphi", "count"), 7: FEATURES}
         return stage_for_random_words(self.n, names[self.features], self.bits + 4, INPUT_INTEGER)
 
     @property
@@ -56,7 +57,7 @@ MODELS = [
     Hand(8, 3, 4, "mean", bias=True, strings=True, input_name="inputs_quantized"),
     Hand(16, 4, 6, "max", bias=False, strings=False),
     Hand(16, 3, 8, "mean", bias=False, strings=True, sparse=True),
-    Hand(8, 5, 8, "max", bias=True, strings=False, input_name="in_q"),
+    Hand(8, 7, 8, "max", bias=True, strings=False, input_name="in_q"),
     Hand(16, 3, 6, "mean", bias=True, strings=False),
     Hand(8, 3, 4, "max", bias=False, strings=False, input_name="x_q"),
 ]

@@ -36,7 +36,7 @@ def _q(bits: int, integer: int) -> dict[str, int]:
     return {"bits": bits, "integer": integer}
 
 
-FEATURES = ["pt", "deta", "dphi", "dr2", "count"]
+FEATURES = ["pt", "deta", "dphi", "dr2", "count", "etarot", "phirot"]
 
 
 def small_recipe(kind: str = "deepsets", pooling: str = "mean"):
@@ -211,8 +211,9 @@ def test_trained_deep_rho_student_traces_bit_exact() -> None:
     model = load_model(Path(__file__).parent / "data" / "deep_rho_student.h5")
     n, f = model.input_shape[1:]
     # Its five inputs fed by an input stage computing five features, as any student's are.
-    stage = stage_for_random_words(n, tuple(FEATURES), 12, 3)
-    assert f == len(FEATURES)
+    features = ("pt", "deta", "dphi", "dr2", "count")
+    stage = stage_for_random_words(n, features, 12, 3)
+    assert f == len(features)
     words = jets(n, 300, seed=0)
     trace = trace_student(model, stage)
     out = trace.comb.predict(words.astype(np.float64))

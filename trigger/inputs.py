@@ -19,6 +19,8 @@ for bit:
                   dphi  = phi - jet phi, wrapped into [-720, 720) (phi's wrap-around at +-pi)
                   dr2   = deta^2 + dphi^2              (deltaR^2: no square root needed)
                   count = the jet's candidate count    (a jet-level input on every candidate)
+                  etarot, phirot = (deta, dphi) rotated so that the jet's pT-weighted
+                                   principal axis lies along eta (see `principal_axis_frame`)
     feature       (raw - center) * 2^-shift, rounded half to even onto the input port's grid
                   and saturated to its range; 0 for every feature of a padding candidate
 
@@ -68,9 +70,89 @@ CANDIDATE_WORDS = (PT_WORD, ETA_WORD, PHI_WORD)
 JET_WORDS = (PT_WORD, ETA_WORD, PHI_WORD, COUNT_WORD)
 
 # Features the firmware's input stage computes, in the order of their codes in the C++.
-FEATURES = ("pt", "deta", "dphi", "dr2", "count")
+FEATURES = ("pt", "deta", "dphi", "dr2", "count", "etarot", "phirot")
 # Normalisation shifts the input stage supports (the C++ keeps 16 fractional bits).
 MAX_SHIFT = 16
+
+
+# The principal-axis frame, in integers (shifts, adds and sign tests: CORDIC, no table, no
+# division). Per jet, the pT-weighted second moments of the candidates' (deta, dphi) give the
+# axis angle theta = atan2(2 Sxy, Sxx - Syy) / 2; every candidate is then rotated by -theta.
+# The moments use coarse copies of the words (weights pT >> 2, 1 GeV, saturated to 8 bits;
+# angles >> 2 saturated to 7 bits signed, +-1.1): they only steer the rotation, and with up to
+# AXIS_MAX_CANDIDATES candidates every value of the CORDIC stays within 32 bits.
+MOMENT_PT_SHIFT, MOMENT_PT_MAX = 2, 255
+MOMENT_ANGLE_SHIFT, MOMENT_ANGLE_MAX = 2, 63
+AXIS_MAX_CANDIDATES = 64
+ANGLE_PI = 4096  # pi in the units of the axis angle
+VECTORING_STEPS = 8  # CORDIC steps finding 2 theta (last step atan(2^-7) = 0.45 degrees)
+ROTATION_STEPS = 6  # CORDIC steps rotating each candidate (last step 1.8 degrees)
+VECTORING_GUARD = 2  # bits below the moments' LSB kept through the vectoring
+ROTATION_GUARD = 2  # bits below the angle word's LSB kept through the rotation
+ATAN_STEP = tuple(round(math.atan(2.0**-i) * ANGLE_PI / math.pi) for i in range(VECTORING_STEPS))
+
+
+def _saturate(values: np.ndarray, high: int) -> np.ndarray:
+    return np.clip(values, -high - 1, high)
+
+
+def axis_moments(pt: np.ndarray, deta: np.ndarray, dphi: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(Sxx - Syy, 2 Sxy) per jet from (jets, N) words; padding (pT 0) weighs nothing."""
+    w = np.minimum(pt >> MOMENT_PT_SHIFT, MOMENT_PT_MAX)
+    e = _saturate(deta >> MOMENT_ANGLE_SHIFT, MOMENT_ANGLE_MAX)
+    f = _saturate(dphi >> MOMENT_ANGLE_SHIFT, MOMENT_ANGLE_MAX)
+    we, wf = w * e, w * f
+    return (we * e - wf * f).sum(axis=1), 2 * (we * f).sum(axis=1)
+
+
+def axis_angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """atan2(b, a) / 2 in units of pi / ANGLE_PI, by CORDIC vectoring.
+
+    A vector left of the y axis is first turned by -+90 degrees, so the steps (which reach
+    +-99.7 degrees) cover the whole circle. Each shift is an arithmetic (floor) shift, below
+    VECTORING_GUARD guard bits.
+    """
+    a, b = a << VECTORING_GUARD, b << VECTORING_GUARD
+    left = a < 0
+    up = b >= 0
+    x = np.where(left, np.where(up, b, -b), a)
+    y = np.where(left, np.where(up, -a, a), b)
+    z = np.where(left, np.where(up, ANGLE_PI // 2, -ANGLE_PI // 2), 0)
+    for i, step in enumerate(ATAN_STEP):
+        down = y >= 0
+        x, y = (
+            np.where(down, x + (y >> i), x - (y >> i)),
+            np.where(down, y - (x >> i), y + (x >> i)),
+        )
+        z = np.where(down, z + step, z - step)
+    return z >> 1
+
+
+def rotation_directions(theta: np.ndarray) -> np.ndarray:
+    """(jets, ROTATION_STEPS) bool: True where step i turns by -atan(2^-i), CORDIC rotation."""
+    directions = []
+    for step in ATAN_STEP[:ROTATION_STEPS]:
+        positive = theta >= 0
+        directions.append(positive)
+        theta = np.where(positive, theta - step, theta + step)
+    return np.stack(directions, axis=-1)
+
+
+def principal_axis_frame(
+    pt: np.ndarray, deta: np.ndarray, dphi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(etarot, phirot): (jets, N) candidate coordinates in the jet's principal-axis frame, in
+    angle words times 2^ROTATION_GUARD times the CORDIC gain (1.65): the normalisation after
+    it absorbs both."""
+    directions = rotation_directions(axis_angle(*axis_moments(pt, deta, dphi)))
+    x, y = deta << ROTATION_GUARD, dphi << ROTATION_GUARD
+    for i in range(ROTATION_STEPS):
+        positive = directions[:, i : i + 1]
+        x, y = (
+            np.where(positive, x + (y >> i), x - (y >> i)),
+            np.where(positive, y - (x >> i), y + (x >> i)),
+        )
+    return x, y
 
 
 def to_words(values: np.ndarray, word: Word) -> np.ndarray:
@@ -113,6 +195,8 @@ def raw_features(candidates: np.ndarray, jets: np.ndarray, features: Sequence[st
         "dr2": deta * deta + dphi * dphi,
         "count": np.broadcast_to(jet[:, None, 3], pt.shape),
     }
+    if {"etarot", "phirot"} & set(features):
+        columns["etarot"], columns["phirot"] = principal_axis_frame(pt, deta, dphi)
     return np.stack([columns[f] for f in features], axis=-1)
 
 
@@ -136,6 +220,12 @@ class InputStage:
         n = len(self.features)
         if len(self.center) != n or len(self.shift) != n:
             msg = f"input stage: {n} features need {n} centers and {n} shifts"
+            raise TriggerError(msg)
+        if {"etarot", "phirot"} & set(self.features) and self.n_constituents > AXIS_MAX_CANDIDATES:
+            msg = (
+                f"the principal-axis frame (etarot, phirot) takes up to {AXIS_MAX_CANDIDATES} "
+                f"candidates, not {self.n_constituents}"
+            )
             raise TriggerError(msg)
         if any(not 0 <= s <= MAX_SHIFT for s in self.shift):
             msg = f"input stage: shifts must lie in [0, {MAX_SHIFT}], got {list(self.shift)}"

@@ -23,7 +23,20 @@ import numpy as np
 from trigger.config import FirmwareConfig
 from trigger.errors import TriggerError
 from trigger.hls.precision import Fixed
-from trigger.inputs import HALF_TURN, InputStage, port_words
+from trigger.inputs import (
+    ANGLE_PI,
+    ATAN_STEP,
+    HALF_TURN,
+    MOMENT_ANGLE_MAX,
+    MOMENT_ANGLE_SHIFT,
+    MOMENT_PT_MAX,
+    MOMENT_PT_SHIFT,
+    ROTATION_GUARD,
+    ROTATION_STEPS,
+    VECTORING_GUARD,
+    InputStage,
+    port_words,
+)
 
 POOLING = ("GlobalAveragePooling1D", "GlobalMaxPooling1D")
 
@@ -165,30 +178,104 @@ def _words(stage: InputStage) -> tuple[Any, Any]:
     return inp, FixedVariableArray(words, inp.solver_options)
 
 
+def _floor_shift(v: Any, i: int) -> Any:
+    """v >> i for an integer v: an arithmetic shift, rounding toward minus infinity."""
+    k, integer, _ = v.kif
+    return (v * 2.0**-i).quantize(k, integer, 0, "WRAP", "TRN")
+
+
+def _select(sel: Any, if_negative: Any, if_nonnegative: Any) -> Any:
+    """`if_negative` where the integer `sel` < 0, else `if_nonnegative`.
+
+    da4ml 0.5.2's `msb_mux` tests the stored bits: on a variable it keeps negated (a negative
+    scale factor) zero would count as negative, so there the test is on -sel - 1 instead.
+    """
+    if sel._factor < 0:  # -sel - 1 < 0 exactly where sel >= 0
+        return (-sel - 1).msb_mux(if_nonnegative, if_negative)
+    return sel.msb_mux(if_negative, if_nonnegative)
+
+
+def _cordic_step(turn: Any, x: Any, y: Any, i: int) -> tuple[Any, Any]:
+    """One CORDIC step on integers: turn (x, y) by -atan(2^-i) where `turn` >= 0, by
+    +atan(2^-i) where it is negative."""
+    dx, dy = _floor_shift(y, i), _floor_shift(x, i)
+    return _select(turn, x - dx, x + dx), _select(turn, y + dy, y - dy)
+
+
+def _axis_angle(pt: list, deta: list, dphi: list) -> Any:
+    """`trigger.inputs.axis_angle(*axis_moments(...))`: the jet's axis angle theta."""
+    a = b = 0
+    for p, e, f in zip(pt, deta, dphi, strict=True):
+        w = (p * 2.0**-MOMENT_PT_SHIFT).quantize(0, MOMENT_PT_MAX.bit_length(), 0, "SAT", "TRN")
+        e, f = (
+            (d * 2.0**-MOMENT_ANGLE_SHIFT).quantize(1, MOMENT_ANGLE_MAX.bit_length(), 0, "SAT")
+            for d in (e, f)
+        )
+        we, wf = w * e, w * f
+        a = a + (we * e - wf * f)
+        b = b + 2 * (we * f)
+    a, b = a * 2**VECTORING_GUARD, b * 2**VECTORING_GUARD
+    x = _select(a, _select(b, -b, b), a)
+    y = _select(a, _select(b, a, -a), b)
+    z = _select(a, _select(b, -ANGLE_PI // 2, ANGLE_PI // 2), 0)
+    for i, step in enumerate(ATAN_STEP):
+        z = _select(y, z - step, z + step)
+        x, y = _cordic_step(y, x, y, i)
+    return _floor_shift(z, 1)
+
+
+def _principal_axis_frame(pt: list, deta: list, dphi: list) -> tuple[list, list]:
+    """`trigger.inputs.principal_axis_frame`: every candidate's (etarot, phirot)."""
+    theta = _axis_angle(pt, deta, dphi)
+    turns = []
+    for step in ATAN_STEP[:ROTATION_STEPS]:
+        turns.append(theta)
+        theta = _select(theta, theta + step, theta - step)
+    rotated = []
+    for e, f in zip(deta, dphi, strict=True):
+        x, y = e * 2**ROTATION_GUARD, f * 2**ROTATION_GUARD
+        for i, turn in enumerate(turns):
+            x, y = _cordic_step(turn, x, y, i)
+        rotated.append((x, y))
+    return [x for x, _ in rotated], [y for _, y in rotated]
+
+
 def trace_input_stage(words: Any, stage: InputStage, port: Fixed) -> Any:
     """`trigger.inputs.InputStage.apply` as da4ml logic: (3 N + 4) words -> (N, F) features.
 
     phi's wrap-around and the padding mask are multiplexers on a sign bit; deltaR^2 is two
-    variable products; the normalisation a constant subtraction and a shift; the rounding and
-    saturation to the port's format that of QKeras (`round_half_even`).
+    variable products; the principal-axis frame per jet five small products per candidate and
+    a CORDIC, per candidate a CORDIC rotation (adders and multiplexers on sign bits); the
+    normalisation a constant subtraction and a shift; the rounding and saturation to the
+    port's format that of QKeras (`round_half_even`).
     """
     from da4ml.trace import FixedVariableArray
 
     n, w = stage.n_constituents, words._vars
     jet_eta, jet_phi, count = w[3 * n + 1], w[3 * n + 2], w[3 * n + 3]
+    pt = [w[3 * i] for i in range(n)]
+    deta = [w[3 * i + 1] - jet_eta for i in range(n)]
+    dphi = [w[3 * i + 2] - jet_phi for i in range(n)]
+    dphi = [(d - HALF_TURN).msb_mux(d, d - 2 * HALF_TURN) for d in dphi]
+    dphi = [(d + HALF_TURN).msb_mux(d + 2 * HALF_TURN, d) for d in dphi]
+    etarot = phirot = [None] * n
+    if {"etarot", "phirot"} & set(stage.features):
+        etarot, phirot = _principal_axis_frame(pt, deta, dphi)
     out = np.empty((n, len(stage.features)), dtype=object)
     for i in range(n):
-        pt, eta, phi = w[3 * i], w[3 * i + 1], w[3 * i + 2]
-        deta = eta - jet_eta
-        dphi = phi - jet_phi
-        dphi = (dphi - HALF_TURN).msb_mux(dphi, dphi - 2 * HALF_TURN)
-        dphi = (dphi + HALF_TURN).msb_mux(dphi + 2 * HALF_TURN, dphi)
-        raw = {"pt": pt, "deta": deta, "dphi": dphi, "count": count}
+        raw = {
+            "pt": pt[i],
+            "deta": deta[i],
+            "dphi": dphi[i],
+            "count": count,
+            "etarot": etarot[i],
+            "phirot": phirot[i],
+        }
         for f, name in enumerate(stage.features):
-            value = deta * deta + dphi * dphi if name == "dr2" else raw[name]
+            value = deta[i] * deta[i] + dphi[i] * dphi[i] if name == "dr2" else raw[name]
             scaled = (value - stage.center[f]) * 2.0 ** -stage.shift[f]
             feature = _round_half_even_one(scaled, port)
-            out[i, f] = (pt - 1).msb_mux(0.0, feature)  # pT word 0: a padding candidate
+            out[i, f] = (pt[i] - 1).msb_mux(0.0, feature)  # pT word 0: a padding candidate
     return FixedVariableArray(out, words.solver_options)
 
 
