@@ -2,18 +2,15 @@
 
     .venv/bin/python scripts/bench_inputs.py DATA.h5 [--out runs/bench_inputs]
         [--sets pt,deta,dphi pt,deta,dphi,count ...] [--n 32 64] [--recipes default ...]
-        [--distill] [--principal-axis] [--exact-inputs] [--set KEY=VALUE ...]
+        [--distill] [--exact-inputs] [--set KEY=VALUE ...]
 
 For every feature set (and candidate count N) the default recipe's float reference and student
 are trained on DATA through the firmware's input stage, and da4ml's cost model prices the whole
 firmware path (input stage + student, L1 words to logits; an estimate). Distillation is off
 unless `--distill`: the comparison is between inputs, and one teacher per input set would
-triple the time. Float-only rows: `--principal-axis` gives the principal-axis frame (eta, phi
-rotated onto each jet's pT-weighted principal axis, computed in float from the same words), what
-that frame would be worth if the firmware computed it; `--exact-inputs` gives (pt, deta, dphi)
-in float64 from the file's columns, not rounded to words: on a file generated with
-`--no-l1-rounding`, next to that file's `default` row, what L1 rounding costs. Writes
-OUT/bench_inputs.json and prints a table.
+triple the time. A float-only row: `--exact-inputs` gives (pt, deta, dphi) in float64 from the
+file's columns, not rounded to words: on a file generated with `--no-l1-rounding`, next to that
+file's `default` row, what L1 rounding costs. Writes OUT/bench_inputs.json and prints a table.
 """
 
 from __future__ import annotations
@@ -29,7 +26,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SETS = ("pt,deta,dphi", "pt,deta,dphi,count", "pt,deta,dphi,dr2", "pt,deta,dphi,dr2,count")
+DEFAULT_SETS = (
+    "pt,deta,dphi",
+    "pt,deta,dphi,count",
+    "pt,deta,dphi,dr2",
+    "pt,deta,dphi,dr2,count",
+    "pt,etarot,phirot",
+    "pt,etarot,phirot,count",
+)
 
 
 EXTRA: list[str] = []  # --set overrides, applied to every recipe
@@ -103,25 +107,6 @@ def _float_row(name: str, recipe, dataset, features: list[str], note: str) -> di
     }
 
 
-def principal_axis_row(data: Path, n: int) -> dict:
-    """The float reference on (pt, etarot, phirot) computed in float from the same words."""
-    from trigger.data.features import principal_axis_frame
-    from trigger.data.loader import load_dataset
-
-    recipe = _recipe("default", ("pt", "deta", "dphi"), n, False, data)
-    dataset = load_dataset(recipe.data, recipe.quantization.input, data)
-    for sample in (dataset.train, dataset.validation, dataset.test):
-        real = sample.candidates[..., 0] > 0
-        pt = sample.candidates[..., 0].astype(np.float64)
-        etarot, phirot = principal_axis_frame(sample.x[..., 1], sample.x[..., 2], pt)
-        sample.x = np.stack(
-            [sample.x[..., 0], np.where(real, etarot, 0), np.where(real, phirot, 0)], -1
-        ).astype(np.float32)
-    name = f"default-n{n}-principal-axis-float"
-    note = "float only: the firmware does not compute this frame"
-    return _float_row(name, recipe, dataset, ["pt", "etarot", "phirot"], note)
-
-
 def exact_inputs_row(data: Path, n: int) -> dict:
     """The float reference on (pt, deta, dphi) computed in float64 from the file's own columns,
     not rounded to words, normalised by the training split's mean and spread: on a file made
@@ -158,7 +143,6 @@ def main() -> None:
     parser.add_argument("--n", nargs="*", type=int, default=[32])
     parser.add_argument("--recipes", nargs="*", default=["default"])
     parser.add_argument("--distill", action="store_true")
-    parser.add_argument("--principal-axis", action="store_true")
     parser.add_argument(
         "--exact-inputs", action="store_true", help="also the float reference on exact inputs"
     )
@@ -187,10 +171,6 @@ def main() -> None:
         for n in args.n:
             if f"{args.data.stem}-n{n}-exact-inputs-float" not in done:
                 keep(exact_inputs_row(args.data, n))
-    if args.principal_axis:
-        for n in args.n:
-            if f"default-n{n}-principal-axis-float" not in done:
-                keep(principal_axis_row(args.data, n))
     print("run | float | student | LUT (est.) | input stage LUT | cycles")
     for r in rows:
         stage = r.get("input_stage") or {}

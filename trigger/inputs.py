@@ -30,6 +30,7 @@ normalisation is a subtraction and a shift: no multiplier, no division.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -239,12 +240,14 @@ class InputStage:
         """(jets, N, F) float32 features, exactly what the firmware computes from the words."""
         candidates = candidates[:, : self.n_constituents]
         raw = raw_features(candidates, jets, self.features)
-        scaled = (raw - np.asarray(self.center)) * 2.0 ** -np.asarray(self.shift, np.float64)
-        step = 2.0**-self.fractional_bits
+        # (raw - center) * 2^-shift on the port's grid: one exact scaling by a power of two.
+        codes = (raw - np.asarray(self.center)) * 2.0 ** (
+            self.fractional_bits - np.asarray(self.shift, np.float64)
+        )
         top = 2 ** (self.input_bits - 1)
-        x = np.clip(np.rint(scaled / step), -top, top - 1) * step
-        real = candidates[..., :1] > 0
-        return np.where(real, x, 0.0).astype(np.float32)
+        np.clip(np.rint(codes, out=codes), -top, top - 1, out=codes)
+        np.copyto(codes, 0.0, where=candidates[..., :1] == 0)  # padding: every feature 0
+        return (codes * 2.0**-self.fractional_bits).astype(np.float32)
 
     def apply_words(self, rows: np.ndarray) -> np.ndarray:
         """`apply` on port rows, (jets, 3 N + 4) as `JetSample.words` and the firmware take them."""
@@ -313,6 +316,12 @@ def port_words(n_constituents: int) -> list[tuple[str, Word]]:
     return row + [(f"jet {n}", w) for n, w in zip((*names, "count"), JET_WORDS, strict=True)]
 
 
+@functools.cache
+def _port_bounds(n_constituents: int) -> tuple[np.ndarray, np.ndarray]:
+    words = [word for _, word in port_words(n_constituents)]
+    return np.array([w.low for w in words]), np.array([w.high for w in words])
+
+
 def check_port_words(rows: np.ndarray) -> np.ndarray:
     """(jets, 3 N + 4) rows of L1 words as int64; a one-line error for any value that is not
     an integer within its word's range (words are saturated when made, see `to_words`)."""
@@ -321,19 +330,19 @@ def check_port_words(rows: np.ndarray) -> np.ndarray:
     if rows.ndim != 2 or rows.shape[-1] != 3 * n + 4 or n < 1:
         msg = f"L1 words come as (jets, 3 N + 4) rows, got shape {rows.shape}"
         raise TriggerError(msg)
-    words = port_words(n)
-    low = np.array([w.low for _, w in words])
-    high = np.array([w.high for _, w in words])
-    bad = (rows != np.rint(rows)) | (rows < low) | (rows > high)
+    low, high = _port_bounds(n)
+    bad = (rows < low) | (rows > high)
+    if not np.issubdtype(rows.dtype, np.integer):
+        bad |= rows != np.rint(rows)
     if bad.any():
         jet, column = (int(v[0]) for v in np.nonzero(bad))
-        name, word = words[column]
+        name, word = port_words(n)[column]
         msg = (
             f"jet {jet}: {name} is {rows[jet, column]:g}, outside its {word.bits}-bit word "
             f"(integers {word.low} to {word.high})"
         )
         raise TriggerError(msg)
-    return rows.astype(np.int64)
+    return rows.astype(np.int64, copy=False)
 
 
 def random_words(jets: int, n_constituents: int, rng: np.random.Generator) -> np.ndarray:

@@ -70,6 +70,28 @@ class LayerPlan:
         return self.precision["result"]
 
 
+@dataclass(frozen=True)
+class Operation:
+    """One step of the firmware's arithmetic after its input port, for any evaluator to run:
+    "dense" (x @ kernel + bias, exact: every sum fits its accumulator), "round" (half to even
+    onto `fmt`, then saturate), "mean" / "max" pooling over candidates (the mean an exact
+    shift), "flatten"."""
+
+    kind: str
+    name: str
+    weights: tuple[np.ndarray, ...] = ()
+    fmt: Fixed | None = None
+
+
+_OPERATION = {
+    "QDense": "dense",
+    "QActivation": "round",
+    "GlobalAveragePooling1D": "mean",
+    "GlobalMaxPooling1D": "max",
+    "Flatten": "flatten",
+}
+
+
 @dataclass
 class Plan:
     model: Any  # a private clone of the student; steps may rewrite its weights
@@ -99,6 +121,22 @@ class Plan:
             },
             "LayerName": names,
         }
+
+    def arithmetic(self) -> list[Operation]:
+        """The network as operations on exact values, quantized weights included."""
+        operations = []
+        for lp in self.layers[1:]:
+            kind = _OPERATION[lp.kind]
+            weights = lp.layer.get_weights() if kind == "dense" else []
+            operations.append(
+                Operation(
+                    kind,
+                    lp.name,
+                    tuple(np.asarray(w, np.float64) for w in weights),
+                    lp.result if kind == "round" else None,
+                )
+            )
+        return operations
 
     def summary(self) -> dict[str, Any]:
         layers = {}

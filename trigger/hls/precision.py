@@ -208,3 +208,10 @@ def mean_pool_formats(x: Fixed, n: int) -> tuple[Fixed, Fixed]:
     accum = Fixed(x.width + 2 * shift, x.integer + shift, x.signed)
     result = Fixed(x.width + shift, x.integer, x.signed)
     return accum, result
+
+
+def on_grid(values: np.ndarray, fmt: Fixed) -> np.ndarray:
+    """Values rounded half to even onto `fmt`'s grid and saturated to its range."""
+    lsb = float(fmt.lsb)
+    low, high = float(fmt.min / fmt.lsb), float(fmt.max / fmt.lsb)
+    return np.clip(np.round(np.asarray(values, np.float64) / lsb), low, high) * lsb

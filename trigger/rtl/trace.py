@@ -15,6 +15,7 @@ width its operands' ranges need). Rounding is where care is needed:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from trigger.config import FirmwareConfig
 from trigger.errors import TriggerError
-from trigger.hls.precision import Fixed
+from trigger.hls.precision import Fixed, on_grid
 from trigger.inputs import (
     ANGLE_PI,
     ATAN_STEP,
@@ -38,7 +39,7 @@ from trigger.inputs import (
     port_words,
 )
 
-POOLING = ("GlobalAveragePooling1D", "GlobalMaxPooling1D")
+POOLING = {"GlobalAveragePooling1D": "mean", "GlobalMaxPooling1D": "max"}
 
 
 @dataclass
@@ -146,24 +147,17 @@ def _matmul(x: Any, kernel: np.ndarray) -> Any:
     return FixedVariableArray(np.array(out, dtype=object).reshape(shape), x.solver_options)
 
 
-def _dense(x: Any, weights: list[np.ndarray]) -> Any:
+def _dense(x: Any, weights: Sequence[np.ndarray]) -> Any:
     kernel, *rest = (np.asarray(w, np.float64) for w in weights)
     y = _matmul(x, kernel)
     return y + rest[0] if rest else y
 
 
 def _pool(x: Any, kind: str) -> Any:
-    if kind == "GlobalAveragePooling1D":
+    if kind == "mean":
         n = x.shape[0]
         return np.sum(x, axis=0) * 2.0 ** -(n.bit_length() - 1)  # n a power of two: a shift
     return np.max(x, axis=0)
-
-
-def on_grid(values: np.ndarray, fmt: Fixed) -> np.ndarray:
-    """Values rounded half to even onto `fmt`'s grid and saturated to its range."""
-    lsb = float(fmt.lsb)
-    low, high = float(fmt.min / fmt.lsb), float(fmt.max / fmt.lsb)
-    return np.clip(np.round(np.asarray(values, np.float64) / lsb), low, high) * lsb
 
 
 def _words(stage: InputStage) -> tuple[Any, Any]:
@@ -289,20 +283,17 @@ def trace_student(model: Any, stage: InputStage, firmware: FirmwareConfig | None
     inp, words = _words(stage)
     in_fmt = plan.layers[0].result
     x = trace_input_stage(words, stage, in_fmt)
-    names = []
-    for lp in plan.layers[1:]:
-        if lp.kind == "QDense":
-            x = _dense(x, lp.layer.get_weights())
-        elif lp.kind == "QActivation":
-            x = round_half_even(x, lp.result)
-        elif lp.kind in POOLING:
-            x = _pool(x, lp.kind)
-        elif lp.kind == "Flatten":
+    operations = plan.arithmetic()
+    for op in operations:
+        if op.kind == "dense":
+            x = _dense(x, op.weights)
+        elif op.kind == "round":
+            x = round_half_even(x, op.fmt)
+        elif op.kind in ("mean", "max"):
+            x = _pool(x, op.kind)
+        else:  # flatten
             x = x.reshape(-1)
-        else:  # check_contract already refused anything else
-            msg = f"internal: no RTL rule for layer '{lp.name}' ({lp.kind})"
-            raise TriggerError(msg)
-        names.append(lp.name)
+    names = [op.name for op in operations]
     comb = comb_trace(inp, x)
     return Trace(comb, in_fmt, plan.layers[-1].result, inp.shape, int(x.size), names)
 
@@ -339,7 +330,7 @@ def trace_float_reference(model: Any, stage: InputStage, fmt: Fixed) -> Trace:
         elif kind == "Activation" and layer.get_config()["activation"] in ("relu", "linear"):
             x = x.relu() if layer.get_config()["activation"] == "relu" else x
         elif kind in POOLING:
-            x = round_half_even(_pool(x, kind), fmt)
+            x = round_half_even(_pool(x, POOLING[kind]), fmt)
         elif kind == "Flatten":
             x = x.reshape(-1)
         else:
