@@ -25,6 +25,7 @@ from tests.constituents import edge_case_words, permute_candidates
 from trigger.artifacts import TRAIN, seal
 from trigger.config import FirmwareConfig, recipe_from_dict, save_recipe
 from trigger.errors import TriggerError
+from trigger.inputs import split_words
 
 
 def _save(model, path: Path) -> None:
@@ -150,6 +151,43 @@ def assert_bit_exact(fw: Firmware, words: np.ndarray) -> None:
     emulated = emulate(fw.project, words)
     assert emulated.shape == (len(words), 5)
     np.testing.assert_array_equal(emulated, reference(fw, words))
+
+
+def rounding_stress(fast, words: np.ndarray) -> dict[str, int]:
+    """How many values meet an exact rounding tie, and how many saturate, at the network's
+    quantizers on these words: what makes a set of jets adversarial for an emulator."""
+    from trigger.hls.fast import _APPLY, _grid
+
+    candidates, jets = split_words(words, fast.stage.n_constituents)
+    x = fast.stage.apply(candidates, jets).astype(np.float64)
+    ties = saturated = 0
+    for op in fast.operations:
+        if op.kind == "round":
+            lsb, low, high = _grid(op.fmt)
+            codes = x / lsb
+            ties += int(np.sum(codes - np.floor(codes) == 0.5))
+            saturated += int(np.sum((codes < low - 0.5) | (codes > high + 0.5)))
+        x = _APPLY[op.kind](x.copy(), op)
+    return {"ties": ties, "saturated": saturated}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("firmware", list(CONFIGS), indirect=True)
+def test_fast_emulator_equals_the_hls_emulator(firmware: Firmware) -> None:
+    """The vectorised emulator against the compiled HLS C++, bit for bit, on toy jets, random
+    jets, the input stage's edge cases, and words that hit rounding ties and saturation."""
+    from trigger.hls import emulate
+    from trigger.hls.fast import fast_emulator
+    from trigger.inputs import random_words
+
+    fast = fast_emulator(firmware.model, firmware.stage, firmware.recipe.firmware)
+    n = firmware.stage.n_constituents
+    rng = np.random.default_rng(4)
+    words = np.concatenate([firmware.words, random_words(4000, n, rng), edge_case_words(n, rng)])
+    stress = rounding_stress(fast, words)
+    assert stress["ties"] > 0 and stress["saturated"] > 0, stress
+    np.testing.assert_array_equal(fast(words), emulate(firmware.project, words))
+    np.testing.assert_array_equal(fast(words), reference(firmware, words))
 
 
 @pytest.mark.slow

@@ -141,6 +141,12 @@ def test_hand_written_deepsets_firmware_is_bit_exact(converted) -> None:
         kernels = [w for w in model.get_weights() if w.ndim == 2]
         assert 0.4 < np.mean([np.mean(k == 0) for k in kernels]) < 0.6
     np.testing.assert_array_equal(emulate(project, words), expected(hand, model, words))
+    # The vectorised emulator too: the same bits as the compiled C++.
+    from trigger.config import FirmwareConfig
+    from trigger.hls.fast import fast_emulator
+
+    fast = fast_emulator(model, hand.stage, FirmwareConfig())
+    np.testing.assert_array_equal(fast(words), emulate(project, words))
 
 
 @pytest.mark.slow

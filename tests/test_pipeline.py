@@ -91,14 +91,17 @@ def all_words_for(run_dir: Path, data: Path) -> np.ndarray:
 
 
 def assert_firmware_is_bit_exact(run_dir: Path, firmware_dir: Path, words: np.ndarray) -> None:
-    """The firmware (input stage + network) equals the run's own input stage + QKeras."""
+    """The firmware (input stage + network) equals the run's own input stage + QKeras, and the
+    fast emulator of the emitted directory equals both."""
     from trigger.hls import emulate
+    from trigger.hls.fast import load_fast_emulator
     from trigger.taggers import load_model, predict
 
     stage = InputStage.load(run_dir / "input_stage.json")
     student = load_model(run_dir / "student.h5")
     expected = predict(student, stage.apply_words(words))
     np.testing.assert_array_equal(emulate(firmware_dir, words), expected)
+    np.testing.assert_array_equal(load_fast_emulator(firmware_dir)(words), expected)
     # Candidates in another order change no output bit.
     rng = np.random.default_rng(0)
     permuted = permute_candidates(words, stage.n_constituents, rng)
@@ -135,6 +138,61 @@ def test_second_recipe_firmware_is_bit_exact_on_every_real_jet(real_jets, tmp_pa
     words = all_words_for(run_dir, real_jets)
     assert words.shape[1] == 3 * 32 + 4
     assert_firmware_is_bit_exact(run_dir, firmware_dir, words)
+
+
+@pytest.mark.slow
+def test_emulate_gives_every_jets_logits_chunk_by_chunk(pipeline, real_jets, tmp_path) -> None:
+    """`trigger emulate` over a file four chunks long equals one emulator call on all of it,
+    with either engine; an earlier output is replaced only with --force."""
+    import h5py
+
+    from trigger.hls import emulate
+
+    firmware_dir = pipeline / "firmware" / "demo"
+    stage = InputStage.load(firmware_dir / "input_stage.json")
+    expected = emulate(firmware_dir, read_jets(real_jets, stage.n_constituents).words)
+    for engine in ("fast", "hls"):
+        out = tmp_path / f"{engine}.h5"
+        args = ["emulate", str(firmware_dir), "--data", str(real_jets), "--out", str(out)]
+        result = trigger(*args, "--engine", engine, "--chunk-jets", "700", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        with h5py.File(out, "r") as f:
+            np.testing.assert_array_equal(f["logits"][()], expected)
+            np.testing.assert_array_equal(f["top_class"][()], expected.argmax(axis=1))
+            assert f.attrs["engine"] == engine
+    again = trigger(*args, cwd=tmp_path)
+    assert again.returncode == 2
+    assert again.stderr.strip() == (
+        f"trigger: error: {out} holds earlier `trigger emulate` predictions: pass --force to "
+        "replace them"
+    )
+    assert trigger(*args, "--force", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.slow
+def test_emulate_refuses_what_does_not_fit_in_one_line(pipeline, real_jets, tmp_path) -> None:
+    from tests.conftest import synthetic_jets
+    from trigger.data.layout import write_jets_file
+
+    firmware_dir = str(pipeline / "firmware" / "demo")
+    narrow = tmp_path / "narrow.h5"
+    write_jets_file(narrow, *synthetic_jets(20, max_particles=16))
+    out = tmp_path / "p.h5"
+    cases = {
+        ("--data", str(narrow), "--out", str(out)): (
+            f"{narrow}: holds 16 constituents per jet, the firmware takes 32"
+        ),
+        ("--data", str(real_jets), "--out", str(narrow)): (
+            f"{narrow} exists and is not a `trigger emulate` output: choose another --out"
+        ),
+    }
+    for args, message in cases.items():
+        result = trigger("emulate", firmware_dir, *args, cwd=tmp_path)
+        assert result.returncode == 2 and result.stderr.strip() == f"trigger: error: {message}"
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["narrow.h5"]
+    not_firmware = trigger("emulate", str(tmp_path), "--data", str(real_jets), "--out", str(out),
+                           cwd=tmp_path)  # fmt: skip
+    assert not_firmware.returncode == 2 and len(not_firmware.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

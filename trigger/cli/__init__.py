@@ -58,6 +58,7 @@ def cli() -> None:
       trigger data generate      Pythia 8 + FastJet jets in the hls4ml LHC-jet layout
       trigger train-and-compress QAT + pruning + distillation from a recipe
       trigger emit-hls           hls4ml project and bit-accurate C++ emulator
+      trigger emulate            a firmware's logits on every jet of a file
       trigger validate           firmware vs float model: physics and hardware
       trigger run                all of the above for one recipe
       trigger recipe show        a recipe with every default filled in
@@ -67,13 +68,14 @@ def cli() -> None:
 def _register() -> None:
     # One line per command group; each module imports its stage lazily inside the command.
     from trigger.cli.data import data
+    from trigger.cli.emulate import emulate
     from trigger.cli.hls import emit_hls_cmd
     from trigger.cli.recipe import recipe
     from trigger.cli.run import run
     from trigger.cli.train import train_and_compress_cmd
     from trigger.cli.validate import validate
 
-    for command in (data, train_and_compress_cmd, emit_hls_cmd, validate, run, recipe):
+    for command in (data, train_and_compress_cmd, emit_hls_cmd, emulate, validate, run, recipe):
         cli.add_command(command)
 
 

@@ -8,7 +8,7 @@ on, exactly as the firmware computes them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,16 +100,35 @@ def _words(f: OpenedJets, start: int, stop: int, n: int) -> tuple[np.ndarray, np
     return candidates, jet
 
 
+def check_constituents(path: str | Path, f: OpenedJets, n_constituents: int, who: str) -> None:
+    """A one-line error when the file holds fewer candidates per jet than `who` takes."""
+    if f.constituents.shape[1] < n_constituents:
+        msg = (
+            f"{path}: holds {f.constituents.shape[1]} constituents per jet, "
+            f"{who} takes {n_constituents}"
+        )
+        raise TriggerError(msg)
+
+
+def word_chunks(
+    path: str | Path, n_constituents: int, chunk_jets: int, who: str = "the firmware"
+) -> Iterator[np.ndarray]:
+    """Every jet of a file as (jets, 3 N + 4) L1 words, `chunk_jets` jets at a time: memory
+    bounded whatever the file's size. `who` names the reader in errors."""
+    with OpenedJets(path) as f:
+        check_constituents(path, f, n_constituents, who)
+        for start in range(0, len(f), chunk_jets):
+            stop = min(start + chunk_jets, len(f))
+            _check_finite(path, f, start, stop, n_constituents)
+            candidates, jet = _words(f, start, stop, n_constituents)
+            yield np.concatenate([candidates.reshape(len(jet), -1), jet], axis=1)
+
+
 def _read_file(path: str | Path, n_constituents: int, limit: int | None):
     with OpenedJets(path) as f:
         n = len(f) if limit is None else min(limit, len(f))
-        if f.constituents.shape[1] < n_constituents:
-            msg = (
-                f"{path}: holds {f.constituents.shape[1]} constituents per jet, "
-                f"recipe asks for {n_constituents}"
-            )
-            raise TriggerError(msg)
-        _check_finite(path, f, n, n_constituents)
+        check_constituents(path, f, n_constituents, "the recipe")
+        _check_finite(path, f, 0, n, n_constituents)
         parts = [
             _words(f, start, min(start + _READ_CHUNK, n), n_constituents)
             for start in range(0, n, _READ_CHUNK)
@@ -127,9 +146,11 @@ def _read_file(path: str | Path, n_constituents: int, limit: int | None):
     return candidates, jet, y.astype(np.float32), observables
 
 
-def _check_finite(path: str | Path, f: OpenedJets, n: int, n_constituents: int) -> None:
-    for start in range(0, n, _READ_CHUNK):
-        block = f.constituents[start : start + _READ_CHUNK, :n_constituents, :]
+def _check_finite(
+    path: str | Path, f: OpenedJets, start: int, stop: int, n_constituents: int
+) -> None:
+    for begin in range(start, stop, _READ_CHUNK):
+        block = f.constituents[begin : min(begin + _READ_CHUNK, stop), :n_constituents, :]
         if not np.isfinite(block).all():
             bad = int((~np.isfinite(block)).any(axis=(1, 2)).sum())
             msg = f"{path}: {bad} jets have NaN or infinite constituent features"

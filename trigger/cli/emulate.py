@@ -1,0 +1,60 @@
+"""`trigger emulate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from trigger.cli.options import force
+
+
+@click.command()
+@click.argument("firmware_dir", metavar="FIRMWARE", type=click.Path(path_type=Path))
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Jet file in the hls4ml LHC-jet layout (any size: it is read in chunks).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Predictions file (HDF5): logits and top_class per jet, in the file's order.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["fast", "hls"]),
+    default="fast",
+    show_default=True,
+    help="fast: the firmware's arithmetic vectorised with numpy; hls: the project's own C++ "
+    "(g++), the reference. Both are bit-exact with the firmware.",
+)
+@click.option(
+    "--chunk-jets",
+    type=click.IntRange(min=1),
+    default=50_000,
+    show_default=True,
+    help="Jets read and emulated at a time (bounds the memory).",
+)
+@force
+def emulate(
+    firmware_dir: Path, data_path: Path, out: Path, engine: str, chunk_jets: int, force: bool
+) -> None:
+    """The firmware's logits and decisions on every jet of a file.
+
+    FIRMWARE is a directory written by `trigger emit-hls`; its input contract (the number of
+    candidates) must be met by the file.
+
+    \b
+    Example:
+      trigger emulate firmware/default --data data/jets1m.h5 --out predictions.h5
+    """  # fmt: skip
+    from trigger.emulate import emulate_file
+
+    written = emulate_file(
+        firmware_dir, data_path, out, engine_name=engine, chunk_jets=chunk_jets, replace=force
+    )
+    click.echo(f"predictions: {written}")

@@ -1,0 +1,130 @@
+"""`trigger emulate`: a firmware's logits and decisions on every jet of a layout file.
+
+The file's jets are read as L1 words a chunk at a time (memory stays bounded whatever its
+size) and run through one of two emulators of the emitted project, both bit-exact with it:
+
+    fast  the firmware's arithmetic vectorised with numpy (`trigger.hls.fast`)
+    hls   the project's own C++ compiled with g++ (`trigger.hls.emulator`), the reference
+
+PREDICTIONS.h5 holds `logits` (jets, classes; the firmware's output values, exact) and
+`top_class` (jets,), in the file's jet order, with attributes naming the firmware (its
+identity), the data file (its identity) and the engine. It is written under a temporary name
+and renamed when complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from trigger.artifacts import EMIT, data_identity, open_artifact
+from trigger.errors import TriggerError
+from trigger.inputs import InputStage
+from trigger.io import atomic_path, check_writable
+
+ENGINES = ("fast", "hls")
+CHUNK_JETS = 50_000
+STAGE_MARK = "trigger emulate"  # the `written_by` attribute of every predictions file
+
+
+def engine(firmware_dir: Path, name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """words -> logits through the named emulator of an emitted project."""
+    if name == "fast":
+        from trigger.hls.fast import load_fast_emulator
+
+        return load_fast_emulator(firmware_dir)
+    if name == "hls":
+        from trigger.hls.emulator import emulate
+
+        return lambda words: emulate(firmware_dir, words)
+    msg = f"unknown engine '{name}' (choose from {', '.join(ENGINES)})"
+    raise TriggerError(msg)
+
+
+def _check_replaceable(out: Path, replace: bool) -> None:
+    """Only an earlier predictions file may be replaced, and only when asked."""
+    import h5py
+
+    if not out.exists():
+        return
+    try:
+        with h5py.File(out, "r") as f:
+            ours = f.attrs.get("written_by") == STAGE_MARK
+    except OSError:
+        ours = False
+    if not ours:
+        msg = f"{out} exists and is not a `trigger emulate` output: choose another --out"
+        raise TriggerError(msg)
+    if not replace:
+        msg = f"{out} holds earlier `trigger emulate` predictions: pass --force to replace them"
+        raise TriggerError(msg)
+
+
+def emulate_file(
+    firmware_dir: str | Path,
+    data_path: str | Path,
+    out: str | Path,
+    *,
+    engine_name: str = "fast",
+    chunk_jets: int = CHUNK_JETS,
+    replace: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write the firmware's logits and top class for every jet of `data_path` to `out`."""
+    import h5py
+    from tqdm import tqdm
+
+    from trigger.data.layout import OpenedJets
+    from trigger.data.loader import check_constituents, word_chunks
+
+    firmware_dir, data_path, out = Path(firmware_dir), Path(data_path), Path(out)
+    if chunk_jets < 1:
+        msg = f"--chunk-jets must be at least 1, got {chunk_jets}"
+        raise TriggerError(msg)
+    firmware = open_artifact(firmware_dir, EMIT)
+    stage = InputStage.load(firmware_dir / "input_stage.json")
+    with OpenedJets(data_path) as f:
+        n_jets = len(f)
+        check_constituents(data_path, f, stage.n_constituents, "the firmware")
+    _check_replaceable(out, replace)
+    check_writable(out)
+    run = engine(firmware_dir, engine_name)
+    chunks = word_chunks(data_path, stage.n_constituents, chunk_jets)
+    bar = tqdm(
+        total=n_jets,
+        unit="jet",
+        desc=f"emulating ({engine_name})",
+        disable=None if progress else True,
+    )
+    with (
+        atomic_path(out, lambda final: _check_replaceable(final, replace)) as tmp,
+        h5py.File(tmp, "w") as h5,
+    ):
+        h5.attrs.update(
+            {
+                "written_by": STAGE_MARK,
+                "firmware": str(firmware_dir),
+                "firmware_identity": firmware.identity,
+                "data": str(data_path),
+                "data_identity": data_identity(data_path),
+                "engine": engine_name,
+            }
+        )
+        logits = top = None
+        start = 0
+        for words in chunks:
+            values = run(words)
+            if logits is None:
+                logits = h5.create_dataset("logits", (n_jets, values.shape[1]), np.float64)
+                top = h5.create_dataset("top_class", (n_jets,), np.int8)
+            logits[start : start + len(values)] = values
+            top[start : start + len(values)] = values.argmax(axis=1)
+            start += len(values)
+            bar.update(len(values))
+        if logits is None:
+            msg = f"{data_path}: holds no jets"
+            raise TriggerError(msg)
+    bar.close()
+    return out

@@ -1,0 +1,127 @@
+"""The fast emulator: the firmware's arithmetic vectorised over jets with numpy.
+
+It runs what the HLS project computes, from L1 words to logits: the input stage
+(`trigger.inputs`, integer arithmetic) and then the network as `Plan.arithmetic()` states it,
+the same operations the da4ml trace turns into Verilog. Every value is a fixed-point number
+held exactly in floating point: each dense sum fits its accumulator (the plan sizes it), so
+products and sums are exact in whatever order BLAS adds them, as long as every accumulator's
+significant bits fit the float type: float32 (24 bits) where they do, as for every shipped
+recipe, else float64 (53). Rounding half to even and saturation happen where the firmware's
+quantizers are. The HLS C++ emulator (`trigger.hls.emulator`) stays the reference: tests hold
+the two equal bit for bit.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trigger.config import FirmwareConfig
+from trigger.errors import TriggerError
+from trigger.hls.convert import Operation
+from trigger.hls.precision import Fixed
+from trigger.inputs import InputStage, split_words
+
+SIGNIFICANT_BITS = {np.float32: 24, np.float64: 53}
+# Jets per pass: the intermediate arrays of a block stay in cache (large arrays spend more
+# time on fresh memory pages than on arithmetic).
+BLOCK_JETS = 1024
+
+
+@functools.cache
+def _grid(fmt: Fixed) -> tuple[float, float, float]:
+    """(LSB, lowest code, highest code) of a format."""
+    return float(fmt.lsb), float(fmt.min / fmt.lsb), float(fmt.max / fmt.lsb)
+
+
+def _dense(x: np.ndarray, op: Operation) -> np.ndarray:
+    kernel, *bias = op.weights
+    y = (x.reshape(-1, x.shape[-1]) @ kernel).reshape(*x.shape[:-1], kernel.shape[1])  # one GEMM
+    return y + bias[0] if bias else y
+
+
+def _round(x: np.ndarray, op: Operation) -> np.ndarray:
+    """Half to even onto the format's grid, then saturate (in place: x is an intermediate)."""
+    lsb, low, high = _grid(op.fmt)
+    x *= 1.0 / lsb  # a power of two: exact
+    np.rint(x, out=x)
+    np.clip(x, low, high, out=x)
+    x *= lsb
+    return x
+
+
+def _mean(x: np.ndarray, op: Operation) -> np.ndarray:
+    n = x.shape[1]
+    return x.sum(axis=1) * 2.0 ** -(n.bit_length() - 1)  # n a power of two: a shift
+
+
+def _max(x: np.ndarray, op: Operation) -> np.ndarray:
+    return x.max(axis=1)
+
+
+def _flatten(x: np.ndarray, op: Operation) -> np.ndarray:
+    return x.reshape(len(x), -1)
+
+
+_APPLY = {"dense": _dense, "round": _round, "mean": _mean, "max": _max, "flatten": _flatten}
+
+
+class FastEmulator:
+    """The whole tagger, words to logits, on a batch of jets at once."""
+
+    def __init__(self, stage: InputStage, operations: list[Operation], dtype: type) -> None:
+        self.stage = stage
+        self.dtype = dtype
+        self.operations = [
+            replace(op, weights=tuple(w.astype(dtype) for w in op.weights)) for op in operations
+        ]
+
+    def __call__(self, words: np.ndarray) -> np.ndarray:
+        """(jets, 3 N + 4) L1 words -> (jets, outputs) float64 logits, as the firmware computes
+        them."""
+        candidates, jets = split_words(words, self.stage.n_constituents)
+        blocks = [
+            self._block(candidates[i : i + BLOCK_JETS], jets[i : i + BLOCK_JETS])
+            for i in range(0, max(len(jets), 1), BLOCK_JETS)
+        ]
+        return np.concatenate(blocks).astype(np.float64)
+
+    def _block(self, candidates: np.ndarray, jets: np.ndarray) -> np.ndarray:
+        x = self.stage.apply(candidates, jets).astype(self.dtype)
+        for op in self.operations:
+            x = _APPLY[op.kind](x, op)
+        return x
+
+
+def fast_emulator(model: Any, stage: InputStage, firmware: FirmwareConfig) -> FastEmulator:
+    """The fast emulator of `model` behind `stage`, from the same plan hls4ml's project has."""
+    from trigger.hls.convert import plan_student
+
+    plan = plan_student(model, firmware)
+    widths = [f.width for lp in plan.layers for f in lp.precision.values()]
+    widths += [lp.accumulation.significant_bits for lp in plan.layers if lp.accumulation]
+    for dtype, bits in SIGNIFICANT_BITS.items():
+        if max(widths) <= bits:
+            return FastEmulator(stage, plan.arithmetic(), dtype)
+    msg = (
+        f"the fast emulator holds values in float64 (53 significant bits); this student needs "
+        f"{max(widths)}: use --engine hls"
+    )
+    raise TriggerError(msg)
+
+
+def load_fast_emulator(firmware_dir: str | Path) -> FastEmulator:
+    """The fast emulator of an emitted firmware directory (its student, input stage and firmware
+    settings, as emit-hls recorded them)."""
+    from trigger.taggers import load_model
+
+    firmware_dir = Path(firmware_dir)
+    conversion = json.loads((firmware_dir / "conversion.json").read_text())
+    firmware = FirmwareConfig(**conversion["firmware"])
+    stage = InputStage.load(firmware_dir / "input_stage.json")
+    return fast_emulator(load_model(firmware_dir / "student.h5"), stage, firmware)
