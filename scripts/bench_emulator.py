@@ -1,8 +1,12 @@
-"""Time emit + compile of a default-size student and the emulator's throughput in jets/s.
+"""Time emit + compile of a default-size student, and jets/s of its emulators on one core.
 
-The emulator runs the whole firmware path: L1 words through the input stage and the network.
+Three ways to get the firmware's output, each on the same jets' L1 words and on one thread
+(`--threads` for the HLS C++ emulator only): the fast emulator (numpy, `trigger.hls.fast`),
+the HLS C++ emulator (g++, `trigger.hls.emulator`) and the Python input stage + QKeras
+`predict`; the ratios are the figures. All three run the whole path, words to logits, and the
+script checks that they agree bit for bit.
 
-    .venv/bin/python scripts/bench_emulator.py [--jets 50000] [--threads N] [--hls4ml-predict]
+    .venv/bin/python scripts/bench_emulator.py [--jets 200000] [--threads N] [--hls4ml-predict]
 
 The student is models/default.yaml's architecture with random weights: timing does not depend
 on training.
@@ -17,6 +21,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one core for numpy's products
 
 import numpy as np
 
@@ -25,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jets", type=int, default=50_000)
-    parser.add_argument("--threads", type=int, default=None, help="default: all cores")
+    parser.add_argument("--jets", type=int, default=200_000)
+    parser.add_argument("--threads", type=int, default=1, help="of the HLS C++ emulator")
     parser.add_argument(
         "--hls4ml-predict", action="store_true", help="also time hls4ml's per-jet predict()"
     )
@@ -34,8 +39,11 @@ def main() -> None:
 
     import tensorflow as tf
 
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
     from trigger.config import load_recipe
     from trigger.hls import Emulator, build_emulator, convert_student, input_stage
+    from trigger.hls.fast import fast_emulator
     from trigger.inputs import fit_input_stage, random_words
     from trigger.taggers import build_student
 
@@ -62,13 +70,30 @@ def main() -> None:
         print(f"compile emulator (g++ -O3):     {t2 - t1:6.1f} s")
         print(f"emit + compile:                 {t2 - t0:6.1f} s")
         emulator = Emulator(project, threads=args.threads)
-        emulator(words[:100])  # warm up
-        t0 = time.perf_counter()
-        y = emulator(words)
-        dt = time.perf_counter() - t0
-        print(f"emulator ({emulator.threads} threads): {len(x) / dt:10.0f} jets/s ({len(x)} jets)")
-        ref = model.predict(x[:5000], batch_size=4096, verbose=0)
-        print(f"bit-exact vs QKeras on 5000 jets:  {np.mean(np.all(y[:5000] == ref, axis=1)):.4f}")
+        fast = fast_emulator(model, stage, recipe.firmware)
+        rates = {}
+        outputs = {}
+        runs = {
+            "fast emulator (numpy, 1 thread)": fast,
+            f"HLS C++ emulator ({emulator.threads} thread(s))": emulator,
+            "input stage + QKeras predict (1 thread)": lambda w: model.predict(
+                stage.apply_words(w), batch_size=4096, verbose=0
+            ),
+        }
+        for name, run in runs.items():
+            run(words[:2000])  # warm up
+            t0 = time.perf_counter()
+            outputs[name] = run(words)
+            rates[name] = len(words) / (time.perf_counter() - t0)
+            print(f"{name:42s} {rates[name]:10.0f} jets/s ({len(words)} jets)")
+        slowest = min(rates.values())
+        print(
+            "ratios: "
+            + ", ".join(f"{n.split(' (')[0]} {r / slowest:.1f}" for n, r in rates.items())
+        )
+        first, *others = outputs.values()
+        same = all(np.array_equal(first, other) for other in others)
+        print(f"all three bit-exact with each other on {len(words)} jets: {same}")
         if args.hls4ml_predict:
             with open(os.devnull, "w") as sink, contextlib_redirect(sink):
                 hls_model.compile()

@@ -196,6 +196,57 @@ def test_emulate_refuses_what_does_not_fit_in_one_line(pipeline, real_jets, tmp_
 
 
 @pytest.mark.slow
+def test_validate_on_a_shifted_sample_reports_and_gates_the_extra_loss(pipeline, tmp_path) -> None:
+    settings = GenerationSettings(jets_per_class=80, seed=5, shard_size=80, candidate_pt_min=3.0)
+    shifted = generate(settings, tmp_path / "threshold3.h5", 1)
+    out = tmp_path / "shift"
+    args = ["validate", "runs/demo", "--firmware", "firmware/demo", "--out", str(out),
+            "--test-jets", "300", "--shifted", f"threshold={shifted}"]  # fmt: skip
+    result = trigger(*args, cwd=pipeline)
+    assert result.returncode in (0, 1), result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classification"]["test_jets"] == 300
+    shift = metrics["shift"]["threshold"]
+    p = shift["predictors"]
+    assert shift["jets"] == 300 and set(p) == {"teacher", "float", "student", "firmware"}
+    change = p["firmware"]["accuracy_change"] - p["float"]["accuracy_change"]
+    assert shift["firmware_minus_float_accuracy_change"] == pytest.approx(change)
+    assert 0 < shift["uncertainty"] < 0.1
+    assert "## Distribution shift" in (out / "report.md").read_text()
+    # The recipe gate: below the measured degradation it fails (exit 1), above it passes.
+    measured = shift["degradation"]
+    for limit, ok in ((measured - 0.01, False), (measured + 0.01, True)):
+        gate = f"validation.gates.max_shift_degradation={limit}"
+        result = trigger(*args, "--force", "--set", gate, cwd=pipeline)
+        gates = json.loads((out / "metrics.json").read_text())["gates"]
+        assert gates["max_shift_degradation"]["passed"] is ok
+        assert ok or (result.returncode == 1 and "max_shift_degradation" in result.stderr)
+
+
+@pytest.mark.slow
+def test_validate_refuses_bad_samples_in_one_line(pipeline, tmp_path) -> None:
+    from tests.conftest import synthetic_jets
+    from trigger.data.layout import write_jets_file
+
+    narrow = tmp_path / "narrow.h5"
+    write_jets_file(narrow, *synthetic_jets(20, max_particles=16))
+    out = tmp_path / "v"
+    base = ["validate", "runs/demo", "--firmware", "firmware/demo", "--out", str(out)]
+    cases = {
+        ("--shifted", f"narrow={narrow}"): (
+            f"{narrow}: holds 16 constituents per jet, the firmware takes 32"
+        ),
+        ("--test-jets", "501"): "--test-jets 501 is more than the 500 jets of the test split of",
+        ("--shifted", "nofile"): "--shifted takes NAME=FILE, got 'nofile'",
+    }
+    for extra, message in cases.items():
+        result = trigger(*base, *extra, cwd=pipeline)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().startswith(f"trigger: error: {message}")
+        assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.slow
 def test_run_writes_a_self_contained_report(pipeline) -> None:
     out = pipeline / "validation" / "demo"
     metrics = json.loads((out / "metrics.json").read_text())

@@ -83,7 +83,8 @@ def test_ks_distance_hand_example_and_identity() -> None:
     same = np.array([5.0, 1, 3])
     assert ks_distance(same, same[::-1]) == {"distance": 0.0, "p_value": 1.0,
                                              "significant": False, "n_reference": 3,
-                                             "n_test": 3}  # fmt: skip
+                                             "n_test": 3, "mean_shift": 0.0,
+                                             "judgeable": False}  # fmt: skip
     assert ks_distance(np.array([1.0]), same)["distance"] is None
 
 
@@ -179,3 +180,67 @@ def test_report_names_who_counted_the_input_stage() -> None:
     assert "Yosys's count of the input stage alone: 2 cycles, 3,016 LUT, 3,999 FF." in (
         _input_stage_sentence(measured)
     )
+
+
+def test_effect_size_and_judgeability_do_not_depend_on_significance() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0, 2, 40), rng.normal(0, 2, 40) + 1.0
+    few = ks_distance(a, b)
+    assert few["mean_shift"] == pytest.approx((b.mean() - a.mean()) / a.std())
+    # 40 jets a side cannot resolve a distance of 0.1 (the critical distance is 0.36) ...
+    assert not few["judgeable"] and critical_distance(40, 40) > 0.1
+    # ... 3,000 a side can, and the effect size of the same shift stays about half a sd.
+    many = ks_distance(rng.normal(0, 2, 3000), rng.normal(0, 2, 3000) + 1.0)
+    assert many["judgeable"] and many["significant"]
+    assert 0.4 < many["mean_shift"] < 0.6 and 0.2 < few["mean_shift"] < 1.0
+
+
+def _outputs(correct_float: np.ndarray, correct_firmware: np.ndarray, labels: np.ndarray):
+    """Logits calling each jet right (its label) or wrong (the next class), per predictor."""
+
+    def logits(correct: np.ndarray) -> np.ndarray:
+        calls = np.where(correct, labels, (labels + 1) % 5)
+        return np.log(np.where(np.eye(5)[calls] == 1, 0.6, 0.1))
+
+    out = {"float": logits(correct_float), "firmware": logits(correct_firmware)}
+    return out | {"student": out["firmware"]}
+
+
+def test_shift_summary_measures_the_firmwares_extra_loss_with_its_uncertainty() -> None:
+    from trigger.validation.shift import shift_summary
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(2000) % 5
+    nominal_float = rng.random(2000) < 0.7
+    nominal = _outputs(nominal_float, nominal_float, labels)  # firmware == float there
+    shifted_float = rng.random(2000) < 0.6
+    # Under the shift the firmware also misses 1 in 10 of the jets the float model gets right.
+    shifted_firmware = shifted_float & (rng.random(2000) > 0.1)
+    shifted = _outputs(shifted_float, shifted_firmware, labels)
+    observables = {"mass": rng.normal(80, 10, 2000)}
+    summary = shift_summary((nominal, labels), (shifted, labels), observables, 0.5, 0.1)
+    change = {k: v["accuracy_change"] for k, v in summary["predictors"].items()}
+    assert change["float"] == pytest.approx(shifted_float.mean() - nominal_float.mean())
+    lost = (shifted_float & ~shifted_firmware).mean()
+    assert summary["firmware_minus_float_accuracy_change"] == pytest.approx(-lost)
+    assert summary["degradation"] == pytest.approx(lost) and lost > 0.04
+    # Paired per-jet differences (0 or -1) on the shifted sample; none on the nominal one.
+    d = -(shifted_float & ~shifted_firmware).astype(float)
+    assert summary["uncertainty"] == pytest.approx(np.sqrt(d.var(ddof=1) / 2000))
+    assert summary["significant"]
+    # A firmware equal to the float model under the shift: no extra loss, not significant.
+    same = shift_summary((nominal, labels), (_outputs(shifted_float, shifted_float, labels),
+                                              labels), observables, 0.5, 0.1)  # fmt: skip
+    assert same["firmware_minus_float_accuracy_change"] == 0 and not same["significant"]
+
+
+def test_shift_gate_bounds_the_worst_degradation() -> None:
+    def passed(limit: float, value: float | None) -> bool:
+        config = GatesConfig(max_shift_degradation=limit)
+        return evaluate_gates(config, {"shift_degradation": value})["max_shift_degradation"][
+            "passed"
+        ]
+
+    assert not passed(0.01, 0.02) and passed(0.03, 0.02)
+    # Asked for, with no shifted sample to measure it on: the gate cannot pass.
+    assert not passed(0.03, None)

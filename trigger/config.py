@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -77,7 +77,8 @@ class DataConfig(Strict):
     features: tuple[str, ...] = ("pt", "deta", "dphi")
     """Features the firmware's input stage computes per candidate from the L1 words: `pt`,
     `deta`, `dphi` (relative to the jet axis, phi wrapped), `dr2` (deltaR^2), `count` (the
-    jet's candidate count)."""
+    jet's candidate count), `etarot`, `phirot` (deta, dphi in the jet's principal-axis frame,
+    up to 64 candidates)."""
     # Reweight every class to the same (pT, eta) spectrum so a tagger cannot win on kinematics.
     reweight: Literal["none", "pt_eta"] = "pt_eta"
     """`pt_eta`: weight every class to the same (pT, |eta|) spectrum in training."""
@@ -292,6 +293,9 @@ class GatesConfig(Strict):
     """Largest allowed LUT count."""
     max_dsp: int | None = None
     """Largest allowed DSP count."""
+    max_shift_degradation: float | None = None
+    """Largest allowed accuracy the firmware loses under a distribution shift beyond what the
+    float reference loses (`trigger validate --shifted`; the worst variation counts)."""
 
 
 class ValidationConfig(Strict):
@@ -431,22 +435,25 @@ def load_recipe(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
     return recipe_from_dict(tree, source=str(path))
 
 
-def override_firmware(
-    firmware: FirmwareConfig, overrides: tuple[str, ...] | list[str]
-) -> FirmwareConfig:
-    """`firmware` with `--set firmware.KEY=VALUE` overrides applied (for commands that read
-    only the firmware section); any other key is a one-line error."""
-    tree: dict[str, Any] = {"firmware": firmware.model_dump(mode="json")}
+SectionT = TypeVar("SectionT", bound=BaseModel)
+
+
+def override_section(
+    config: SectionT, section: str, overrides: tuple[str, ...] | list[str]
+) -> SectionT:
+    """One recipe section (`firmware`, `validation`) with `--set SECTION.KEY=VALUE` overrides
+    applied, for commands that read only that section; any other key is a one-line error."""
+    tree: dict[str, Any] = {section: config.model_dump(mode="json")}
     for text in overrides:
         path, value = _parse_override(text)
-        if path[0] != "firmware" or len(path) < 2:
-            msg = f"--set {'.'.join(path)}: this command reads only firmware.* settings"
+        if path[0] != section or len(path) < 2:
+            msg = f"--set {'.'.join(path)}: this command reads only {section}.* settings"
             raise TriggerError(msg)
         _apply_override(tree, path, value)
     try:
-        return FirmwareConfig.model_validate(tree["firmware"])
+        return type(config).model_validate(tree[section])
     except ValidationError as error:
-        raise TriggerError(_format_validation_error("--set firmware", error)) from None
+        raise TriggerError(_format_validation_error(f"--set {section}", error)) from None
 
 
 def save_recipe(recipe: Recipe, path: str | Path) -> None:

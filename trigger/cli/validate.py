@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from trigger.cli.options import force
+from trigger.errors import TriggerError
 
 
 @click.command()
@@ -32,9 +33,45 @@ from trigger.cli.options import force
     type=click.Path(dir_okay=False, path_type=Path),
     help="Dataset (default: the one the run was trained on).",
 )
+@click.option(
+    "--test-jets",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Evaluate the first N jets of the test split [default: all of it].",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["fast", "hls"]),
+    default="fast",
+    show_default=True,
+    help="Firmware emulator: fast (numpy) or hls (the project's C++); both bit-exact.",
+)
+@click.option(
+    "--shifted",
+    multiple=True,
+    metavar="NAME=FILE",
+    help="A sample made under other conditions (trigger data generate --variation), "
+    "evaluated against the nominal test split (repeatable).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="validation.KEY=VALUE",
+    help="Override a validation setting or gate of the firmware's recipe, e.g. --set "
+    "validation.gates.max_shift_degradation=0.01 (repeatable).",
+)
 @force
 def validate(
-    run_dir: Path, firmware_dir: Path, out_dir: Path, data_path: Path | None, force: bool
+    run_dir: Path,
+    firmware_dir: Path,
+    out_dir: Path,
+    data_path: Path | None,
+    test_jets: int | None,
+    engine: str,
+    shifted: tuple[str, ...],
+    overrides: tuple[str, ...],
+    force: bool,
 ) -> None:
     """Compare teacher, float reference, QKeras student and firmware emulator on the test split.
 
@@ -42,13 +79,45 @@ def validate(
     `validation.gates` fails, naming it, so the command can guard a CI job.
 
     \b
-    Example:
+    Examples:
       trigger validate runs/default --firmware firmware/default --out validation/default
+      trigger validate runs/default --firmware firmware/default --out validation/shift \\
+          --shifted ue-off=data/ue_off.h5 --shifted tune-a14=data/a14.h5
     """  # fmt: skip
+    from trigger.config import load_recipe, override_section
     from trigger.validation.stage import validate as run
 
-    result = run(run_dir, firmware_dir, out_dir, data_path, replace=force)
+    validation = None
+    if overrides:
+        recipe = load_recipe(firmware_dir / "recipe.yaml")
+        validation = override_section(recipe.validation, "validation", overrides)
+    result = run(
+        run_dir,
+        firmware_dir,
+        out_dir,
+        data_path,
+        validation=validation,
+        replace=force,
+        test_jets=test_jets,
+        engine=engine,
+        shifted=parse_shifted(shifted),
+    )
     report_gates(result.metrics, result.out_dir)
+
+
+def parse_shifted(values: tuple[str, ...]) -> dict[str, Path]:
+    """NAME=FILE pairs -> {name: path}; a one-line error for anything else."""
+    shifted: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            msg = f"--shifted takes NAME=FILE, got '{value}'"
+            raise TriggerError(msg)
+        if name in shifted:
+            msg = f"--shifted names '{name}' twice"
+            raise TriggerError(msg)
+        shifted[name] = Path(path)
+    return shifted
 
 
 def report_gates(metrics: dict, out_dir: Path) -> None:
@@ -58,6 +127,12 @@ def report_gates(metrics: dict, out_dir: Path) -> None:
     click.echo(f"accuracy: {accuracies}")
     exact = metrics["classification"]["firmware_student_bit_exact_fraction"]
     click.echo(f"firmware bit-exact with the QKeras student on {exact:.2%} of test jets")
+    for name, shift in metrics.get("shift", {}).items():
+        click.echo(
+            f"shift {name}: firmware minus float accuracy change "
+            f"{100 * shift['firmware_minus_float_accuracy_change']:+.2f} "
+            f"+- {100 * shift['uncertainty']:.2f} points"
+        )
     failures = []
     for name, gate in metrics["gates"].items():
         verdict = "ok" if gate["passed"] else "FAILED"

@@ -54,7 +54,7 @@ from trigger.config import (
     Recipe,
     digest,
     load_recipe,
-    override_firmware,
+    override_section,
     save_recipe,
 )
 from trigger.data.loader import JetSample
@@ -214,7 +214,7 @@ def emit_hls(
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     run = open_artifact(run_dir, TRAIN)
     recipe = load_recipe(run_dir / "recipe.yaml")
-    firmware = override_firmware(firmware or recipe.firmware, overrides)
+    firmware = override_section(firmware or recipe.firmware, "firmware", overrides)
     recipe = recipe.model_copy(update={"firmware": firmware})
     data_path = Path(data_path or recipe.data.path)
     inputs = [run_dir, data_path]
@@ -260,7 +260,7 @@ def emit_model(
             msg = f"{what} not found: {path}"
             raise TriggerError(msg)
     contract = InputStage.load(contract_path)
-    firmware = override_firmware(FirmwareConfig(), overrides)
+    firmware = override_section(FirmwareConfig(), "firmware", overrides)
     data = DataConfig(
         path=str(data_path), n_constituents=contract.n_constituents, features=contract.features
     )

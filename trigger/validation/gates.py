@@ -12,6 +12,7 @@ GATES = {
     "max_latency_ns": ("latency_ns", True),
     "max_lut": ("lut", True),
     "max_dsp": ("dsp", True),
+    "max_shift_degradation": ("shift_degradation", True),
 }
 
 

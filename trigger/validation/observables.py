@@ -5,6 +5,11 @@ class-k jets), the jets a predictor selects as class k are compared with those t
 selects, observable by observable, with the two-sample Kolmogorov-Smirnov distance. Jets
 selected as class k split into signal (truly k) and background (the rest): background
 sculpting, e.g. QCD jets pushed towards the W mass, is what a trigger group fears most.
+
+Significance at 99% says whether a distance can be told from noise at these sample sizes; the
+effect size says how large the change is whatever the sizes: the shift of the selected jets'
+mean, in units of the reference selection's standard deviation. A selection is too small to
+judge when even a distance at the gate's limit would not be significant with its jets.
 """
 
 from __future__ import annotations
@@ -43,12 +48,24 @@ def selected(logits: np.ndarray, labels: np.ndarray, target: int, efficiency: fl
     return score >= cut
 
 
-def ks_distance(a: np.ndarray, b: np.ndarray) -> dict[str, float | int | bool | None]:
-    """Distance, p-value, and whether the distance is significant at 99% for these sizes."""
+def mean_shift(a: np.ndarray, b: np.ndarray) -> float | None:
+    """(mean of b - mean of a) / standard deviation of a: an effect size in the reference's
+    units (None when the reference does not spread)."""
+    spread = float(np.std(a))
+    return float((np.mean(b) - np.mean(a)) / spread) if spread > 0 else None
+
+
+def ks_distance(
+    a: np.ndarray, b: np.ndarray, judge_limit: float = 0.1
+) -> dict[str, float | int | bool | None]:
+    """Distance, p-value, whether the distance is significant at 99% for these sizes, the mean
+    shift (effect size), and whether the sizes can judge a distance of `judge_limit`."""
     sizes = {"n_reference": len(a), "n_test": len(b)}
     if len(a) < 2 or len(b) < 2:
-        return {"distance": None, "p_value": None, "significant": False, **sizes}
+        return {"distance": None, "p_value": None, "significant": False,
+                "mean_shift": None, "judgeable": False, **sizes}  # fmt: skip
     critical = critical_distance(len(a), len(b))
+    sizes.update(mean_shift=mean_shift(a, b), judgeable=critical <= judge_limit)
     if np.array_equal(np.sort(a), np.sort(b)):
         # Identical samples: exactly zero, without scipy's floating-point round-off.
         return {"distance": 0.0, "p_value": 1.0, "significant": False, **sizes}
@@ -73,16 +90,19 @@ def compare_selections(
     labels: np.ndarray,
     observables: dict[str, np.ndarray],
     efficiency: float,
+    judge_limit: float = 0.1,
 ) -> dict:
     """KS distance per (class, signal|background, observable) between the two selections.
 
     `max_distance` (what the gate reads) is the largest distance that is also significant at
     99% for its sample sizes: a handful of selected jets cannot fail the gate on noise alone.
-    `max_distance_any` is the largest regardless.
+    `max_distance_any` is the largest regardless; `max_mean_shift` the largest effect size;
+    `too_small_to_judge` counts the comparisons whose sizes cannot resolve `judge_limit`.
     """
     classes = {}
     worst = (0.0, None)
-    largest = 0.0
+    largest = shift = 0.0
+    too_small = 0
     for target, name in enumerate(CLASS_NAMES):
         if not np.any(labels == target):
             continue
@@ -93,10 +113,12 @@ def compare_selections(
         for group, members in groups.items():
             rows = {}
             for obs, values in observables.items():
-                row = ks_distance(values[ref & members], values[test & members])
+                row = ks_distance(values[ref & members], values[test & members], judge_limit)
                 rows[obs] = row
                 distance = row["distance"] or 0.0
                 largest = max(largest, distance)
+                shift = max(shift, abs(row["mean_shift"] or 0.0))
+                too_small += not row["judgeable"]
                 if row["significant"] and distance > worst[0]:
                     worst = (distance, f"{name}/{group}/{obs}")
             classes[name][group] = rows
@@ -107,6 +129,10 @@ def compare_selections(
         "max_distance": worst[0],
         "worst": worst[1],
         "max_distance_any": largest,
+        "max_mean_shift": shift,
+        "judge_limit": judge_limit,
+        "too_small_to_judge": too_small,
+        "comparisons": sum(len(rows) for groups in classes.values() for rows in groups.values()),
     }
 
 

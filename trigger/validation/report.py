@@ -153,7 +153,57 @@ def _fmt(value) -> str:
 def _distance_cell(row: dict | None) -> str:
     if not row or row["distance"] is None:
         return "-"
-    return f"{row['distance']:.3f}{'*' if row['significant'] else ''} (n={row['n_test']})"
+    shift = row.get("mean_shift")
+    effect = "" if shift is None else f", {shift:+.2f} sd"
+    judge = "" if row.get("judgeable", True) else ", too few"
+    star = "*" if row["significant"] else ""
+    return f"{row['distance']:.3f}{star} (n={row['n_test']}{effect}{judge})"
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:+.2f}"
+
+
+def _shift_section(shift: dict) -> list[str]:
+    """Per variation: every predictor nominal -> shifted, and the answer to the question."""
+    rows, verdicts = [], []
+    for name, v in shift.items():
+        p = v["predictors"]
+        rows.append(
+            [
+                name,
+                v["jets"],
+                *[
+                    f"{p[k]['accuracy_nominal']:.4f} -> {p[k]['accuracy_shifted']:.4f}"
+                    for k in ("float", "firmware")
+                ],
+                *[_points(p[k]["accuracy_change"]) for k in p],
+                f"{_points(v['firmware_minus_float_accuracy_change'])} "
+                f"+- {100 * v['uncertainty']:.2f}",
+                _fmt(v["observables"]["max_distance"]),
+            ]
+        )
+        if not v["significant"]:
+            answer = "compatible with no extra degradation"
+        elif v["degradation"] > 0:
+            answer = "the firmware degrades more than the float reference"
+        else:
+            answer = "the firmware degrades less than the float reference"
+        verdicts.append(f"**{name}** ({v['data']}): {answer}.")
+    predictors = list(next(iter(shift.values()))["predictors"])
+    return [
+        "## Distribution shift",
+        "Each variation is a sample made under other generator or detector settings. Accuracy "
+        "on it against the nominal test split, its change per predictor (points), and the "
+        "firmware's change minus the float reference's with its standard error (negative: "
+        "compression makes the tagger more fragile); a difference beyond 2 standard errors "
+        "counts as real. Last column: largest significant KS distance between the float "
+        "reference's and the firmware's selections on the shifted jets.",
+        _table(["variation", "jets", "float accuracy", "firmware accuracy",
+                *[f"change {k}" for k in predictors], "firmware - float change",
+                "KS distance"], rows),
+        " ".join(verdicts),
+    ]  # fmt: skip
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -216,11 +266,12 @@ def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
     c, o, h, g = (metrics[k] for k in ("classification", "observables", "hardware", "gates"))
     predictors = list(c["predictors"])
     verdict = "PASSED" if all(gate["passed"] for gate in g.values()) else "FAILED"
+    engine = {"fast": "the fast emulator", "hls": "the hls4ml C++ emulator"}[c["firmware_engine"]]
     parts = [
         f"# Validation report: {title}",
         f"Gates: **{verdict}**. Test split: {c['test_jets']} jets. Predictors: teacher (large "
         "float), float (the student's architecture, unquantised), student (QKeras), firmware "
-        "(hls4ml C++ emulator).",
+        f"({engine}, bit-exact with the HLS project).",
         "## Gates",
         _table(["gate", "value", "limit", "passed"],
                [[n, v["value"], v["limit"], "yes" if v["passed"] else "**NO**"]
@@ -242,9 +293,12 @@ def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
         f"Jets each predictor selects as class k at {o['working_point_efficiency']:.0%} "
         f"efficiency for true-k jets (its own cut on p_k), float reference vs firmware; "
         f"statistic: {o['statistic']}. `*` marks a distance significant at 99% for its "
-        f"sample sizes. Largest significant distance (the gate's figure): "
+        f"sample sizes; `sd` is the effect size, the shift of the firmware selection's mean in "
+        f"standard deviations of the float reference's; `too few` marks a selection too small "
+        f"for a distance of {o['judge_limit']:g} to be significant ({o['too_small_to_judge']} "
+        f"of {o['comparisons']}). Largest significant distance (the gate's figure): "
         f"{_fmt(o['max_distance'])} ({o['worst'] or 'none significant'}); largest of all: "
-        f"{_fmt(o['max_distance_any'])}.",
+        f"{_fmt(o['max_distance_any'])}; largest effect size: {o['max_mean_shift']:.3f} sd.",
         _table(["class", "jets", *OBSERVABLE_LABELS],
                [[n, grp, *[_distance_cell(o["classes"][n][grp].get(obs))
                            for obs in OBSERVABLE_LABELS]]
@@ -266,6 +320,7 @@ def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
         + _input_stage_sentence(h),
         *_estimate_and_measurement(h),
         f"![hardware]({plots['hardware']})",
+        *(_shift_section(metrics["shift"]) if "shift" in metrics else []),
     ]  # fmt: skip
     return "\n\n".join(parts) + "\n"
 

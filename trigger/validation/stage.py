@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from trigger.artifacts import (
     stage_output,
 )
 from trigger.config import Recipe, ValidationConfig, load_recipe, save_recipe
-from trigger.data.loader import JetSample, load_test_split
+from trigger.data.loader import JetSample, load_test_split, read_jets
+from trigger.errors import TriggerError
 from trigger.inputs import InputStage
 from trigger.io import write_json
 from trigger.validation import hardware as hw
@@ -33,6 +35,7 @@ from trigger.validation.metrics import (
     top_class_agreement,
 )
 from trigger.validation.observables import compare_selections, sculpting_curves
+from trigger.validation.shift import shift_summary
 
 FLOAT_REFERENCE_DIR = "float_reference"
 
@@ -47,27 +50,59 @@ class Validation:
         return failed(self.metrics["gates"])
 
 
+# The jets a stage evaluates, through a given input stage (each model has its own contract).
+Sampler = Callable[[InputStage], JetSample]
+
+
 def predictions(
-    run_dir: Path, firmware_dir: Path, recipe: Recipe, data_path: str | Path
+    run_dir: Path, firmware_dir: Path, sample: Sampler, engine: str = "fast"
 ) -> tuple[dict[str, np.ndarray], JetSample]:
-    """Logits of every predictor on the same test jets, each under its own input contract.
+    """Logits of every predictor on the same jets, each under its own input contract; the
+    firmware's from the named emulator (`trigger.emulate.ENGINES`).
 
     The directories are ones `open_artifact` has checked: every file they need is there.
     """
-    from trigger.hls.emulator import emulate
+    from trigger.emulate import engine as emulator
     from trigger.taggers import load_model, predict
 
-    contract = InputStage.load(run_dir / "input_stage.json")
-    test = load_test_split(recipe.data, contract, data_path)
+    test = sample(InputStage.load(run_dir / "input_stage.json"))
     outputs: dict[str, np.ndarray] = {}
     if (run_dir / "teacher.h5").is_file():
-        teacher_contract = InputStage.load(run_dir / "teacher_input_stage.json")
-        teacher_x = load_test_split(recipe.data, teacher_contract, data_path).x
+        teacher_x = sample(InputStage.load(run_dir / "teacher_input_stage.json")).x
         outputs["teacher"] = predict(load_model(run_dir / "teacher.h5"), teacher_x)
     outputs["float"] = predict(load_model(run_dir / "float.h5"), test.x)
     outputs["student"] = predict(load_model(run_dir / "student.h5"), test.x)
-    outputs["firmware"] = emulate(firmware_dir, test.words)
+    outputs["firmware"] = emulator(firmware_dir, engine)(test.words)
     return outputs, test
+
+
+def test_split_sampler(recipe: Recipe, data_path: str | Path, test_jets: int | None) -> Sampler:
+    """The first `test_jets` jets of the test split (all of it when None)."""
+
+    def sample(stage: InputStage) -> JetSample:
+        test = load_test_split(recipe.data, stage, data_path)
+        if test_jets is None:
+            return test
+        if test_jets > len(test):
+            msg = (
+                f"--test-jets {test_jets} is more than the {len(test)} jets of the test split "
+                f"of {data_path}"
+            )
+            raise TriggerError(msg)
+        return test.take(np.arange(test_jets))
+
+    return sample
+
+
+def file_sampler(path: str | Path, test_jets: int | None) -> Sampler:
+    """Every jet of a file (none of it was trained on), or its first `test_jets`."""
+
+    def sample(stage: InputStage) -> JetSample:
+        jets = read_jets(path, stage.n_constituents, test_jets)
+        jets.x = stage.apply(jets.candidates, jets.jet)
+        return jets
+
+    return sample
 
 
 def _classification(outputs: dict[str, np.ndarray], labels: np.ndarray, recipe: Recipe) -> dict:
@@ -126,6 +161,16 @@ def _plots(outputs, test: JetSample, metrics: dict, recipe: Recipe, out: Path) -
     return plots
 
 
+def _check_shifted(shifted: dict[str, Path], n_constituents: int) -> None:
+    """Every shifted file readable as the firmware's input, before any work is done."""
+    from trigger.data.layout import OpenedJets
+    from trigger.data.loader import check_constituents
+
+    for path in shifted.values():
+        with OpenedJets(path) as f:
+            check_constituents(path, f, n_constituents, "the firmware")
+
+
 def validate_sources(run: Artifact, firmware: Artifact, recipe: Recipe, data_path: str | Path):
     """What a report is made from: the run, its firmware, the gates and the data."""
     return {
@@ -144,13 +189,19 @@ def validate(
     *,
     validation: ValidationConfig | None = None,
     replace: bool = False,
+    test_jets: int | None = None,
+    engine: str = "fast",
+    shifted: dict[str, Path] | None = None,
 ) -> Validation:
     """Compare the four predictors; write metrics.json, report.md, report.html and PNGs.
 
     The firmware must have been emitted from this run. Its own recipe (the run's, with the
     firmware section it was built with) is the one reported; `validation` replaces that
-    recipe's validation section (what `trigger run` passes). `out_dir` appears complete or
-    not at all; `replace` lets it replace an earlier report there, never anything else.
+    recipe's validation section (what `trigger run` passes). `test_jets` takes the first jets
+    of the test split (all of it by default); `engine` picks the firmware emulator; `shifted`
+    names samples made under other conditions (`data generate --variation`), each evaluated
+    against the nominal test split. `out_dir` appears complete or not at all; `replace` lets
+    it replace an earlier report there, never anything else.
     """
     run_dir, firmware_dir, out_dir = Path(run_dir), Path(firmware_dir), Path(out_dir)
     run = open_artifact(run_dir, TRAIN)
@@ -160,20 +211,41 @@ def validate(
     if validation is not None:
         recipe = recipe.model_copy(update={"validation": validation})
     data_path = Path(data_path or recipe.data.path)
+    shifted = shifted or {}
     sources = validate_sources(run, firmware, recipe, data_path)
-    inputs = [run_dir, firmware_dir, data_path]
+    sources.update(
+        {"test_jets": str(test_jets), "engine": engine}
+        | {f"shifted {name}": data_identity(path) for name, path in shifted.items()}
+    )
+    inputs = [run_dir, firmware_dir, data_path, *shifted.values()]
     check_output(out_dir, VALIDATE, inputs, replace)
-    outputs, test = predictions(run_dir, firmware_dir, recipe, data_path)
+    _check_shifted(shifted, InputStage.load(run_dir / "input_stage.json").n_constituents)
+    sample = test_split_sampler(recipe, data_path, test_jets)
+    outputs, test = predictions(run_dir, firmware_dir, sample, engine)
     labels = test.labels
     efficiency = recipe.validation.working_point_efficiency
+    judge_limit = recipe.validation.gates.max_observable_distance or 0.1
     observables = compare_selections(
-        outputs["float"], outputs["firmware"], labels, test.observables, efficiency
+        outputs["float"], outputs["firmware"], labels, test.observables, efficiency, judge_limit
     )
     compared = {k: outputs[k] for k in ("float", "student", "firmware")}
     observables["efficiency_curves"] = sculpting_curves(
         compared, labels, test.observables, efficiency
     )
+    shift = {}
+    for name, path in shifted.items():
+        shifted_outputs, shifted_jets = predictions(
+            run_dir, firmware_dir, file_sampler(path, test_jets), engine
+        )
+        shift[name] = shift_summary(
+            (outputs, labels),
+            (shifted_outputs, shifted_jets.labels),
+            shifted_jets.observables,
+            efficiency,
+            judge_limit,
+        ) | {"data": str(path)}
     classification = _classification(outputs, labels, recipe)
+    classification["firmware_engine"] = engine
     hardware = _hardware(firmware_dir, recipe, test.candidates.shape[1])
     accuracy = {k: v["accuracy"] for k, v in classification["predictors"].items()}
     gates = evaluate_gates(
@@ -185,6 +257,7 @@ def validate(
             "latency_ns": hardware["compressed"].get("latency_ns"),
             "lut": hardware["compressed"].get("lut"),
             "dsp": hardware["compressed"].get("dsp"),
+            "shift_degradation": max((v["degradation"] for v in shift.values()), default=None),
         },
     )
     metrics = {
@@ -193,6 +266,8 @@ def validate(
         "hardware": hardware,
         "gates": gates,
     }
+    if shift:
+        metrics["shift"] = shift
     with stage_output(out_dir, VALIDATE, sources, inputs=inputs, replace=replace) as tmp:
         plots = _plots(outputs, test, metrics, recipe, tmp)
         write_json(tmp / "metrics.json", metrics)
