@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -17,7 +19,13 @@ import pytest
 
 from tests.conftest import synthetic_jets, write_synthetic_file
 from trigger.config import CLASS_NAMES, DataConfig, QuantizerConfig
-from trigger.data.generate import GenerationSettings, generate, manifest_path, shard_plan
+from trigger.data.generate import (
+    VARIATIONS,
+    GenerationSettings,
+    generate,
+    manifest_path,
+    shard_plan,
+)
 from trigger.data.layout import JET_FEATURES, PARTICLE_FEATURES, write_jets_file
 from trigger.data.loader import (
     flattening_weights,
@@ -37,6 +45,22 @@ PORT = QuantizerConfig(bits=12, integer=3)
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate(TINY, tmp_path_factory.mktemp("gen") / "tiny.h5", workers=2)
+
+
+def with_variation(settings: GenerationSettings, name: str) -> GenerationSettings:
+    """`settings` shifted by the variation `name`, as `--variation` makes them from defaults."""
+    return replace(settings, variation=name, **VARIATIONS[name].settings)
+
+
+@pytest.fixture(scope="module")
+def varied(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """TINY shifted by a named variation; a second call finds the file complete and returns."""
+    root = tmp_path_factory.mktemp("varied")
+    return lambda name: generate(with_variation(TINY, name), root / f"{name}.h5", workers=1)
+
+
+def read_manifest(path: Path) -> dict:
+    return json.loads(manifest_path(path).read_text())
 
 
 def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -176,11 +200,100 @@ def test_interrupted_run_resumes_without_losing_or_duplicating_jets(generated, t
     assert not shard_dir.exists()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(VARIATIONS))
+def test_a_variation_changes_what_it_names_and_nothing_else(generated, varied, name) -> None:
+    shift = VARIATIONS[name]
+    nominal, shifted = read_manifest(generated), read_manifest(varied(name))
+    assert shifted["variation"] == {
+        "name": name,
+        "description": shift.description,
+        "pythia": list(shift.pythia),
+        "settings": dict(shift.settings),
+    }
+    assert shifted["settings"] == nominal["settings"] | dict(shift.settings) | {"variation": name}
+    assert shifted["processes"] == {
+        c: p + list(shift.pythia) for c, p in nominal["processes"].items()
+    }
+    assert nominal["variation"] is None
+    unshifted = set(nominal) - {"settings", "processes", "variation"}
+    assert {k: shifted[k] for k in unshifted} == {k: nominal[k] for k in unshifted}
+    with h5py.File(generated) as f, h5py.File(varied(name)) as g:
+        assert g["jets"].shape == f["jets"].shape
+        assert not np.array_equal(g["jets"][()], f["jets"][()]), "same seed, other jets"
+
+
+@pytest.mark.slow
+def test_a_variation_is_reproducible(varied, tmp_path) -> None:
+    again = generate(with_variation(TINY, "tune-a14"), tmp_path / "again.h5", workers=1)
+    assert again.read_bytes() == varied("tune-a14").read_bytes()
+
+
+def _soft_wide_candidates(path: Path) -> float:
+    """Mean count per jet of candidates below 3 GeV more than 0.5 from the jet axis."""
+    with h5py.File(path) as f:
+        constituents = f["jetConstituentList"][()]
+    pt = constituents[..., PARTICLE_FEATURES.index("j1_pt")]
+    delta_r = constituents[..., PARTICLE_FEATURES.index("j1_deltaR")]
+    return float(((pt > 0) & (pt < 3) & (delta_r > 0.5)).sum(axis=1).mean())
+
+
+@pytest.mark.slow
+def test_ue_off_removes_soft_wide_angle_candidates(tmp_path) -> None:
+    # The underlying event is soft and spread evenly: above the 1 GeV threshold it adds about
+    # one candidate to a jet of ~45, lost in the noise of a few dozen jets. Without the
+    # threshold, away from the axis, it is a third of the candidates.
+    settings = GenerationSettings(jets_per_class=40, seed=5, shard_size=40, candidate_pt_min=0)
+    with_ue = generate(settings, tmp_path / "nominal.h5", workers=1)
+    without = generate(with_variation(settings, "ue-off"), tmp_path / "ue_off.h5", workers=1)
+    assert _soft_wide_candidates(without) < 0.8 * _soft_wide_candidates(with_ue)
+
+
+@pytest.mark.slow
+def test_threshold_up_leaves_no_candidate_below_the_raised_threshold(generated, varied) -> None:
+    def candidate_pt(path: Path) -> np.ndarray:
+        with h5py.File(path) as f:
+            pt = f["jetConstituentList"][..., PARTICLE_FEATURES.index("j1_pt")]
+        return pt[pt > 0]
+
+    threshold = VARIATIONS["threshold-up"].settings["candidate_pt_min"]
+    assert candidate_pt(generated).min() < threshold
+    assert candidate_pt(varied("threshold-up")).min() >= threshold
+
+
+@pytest.mark.slow
+def test_window_up_moves_the_jet_pt_window(generated, varied) -> None:
+    shift = VARIATIONS["window-up"].settings
+    jet_pt = read_jets(varied("window-up"), 1).observables["pt"]
+    assert np.all((jet_pt > shift["pt_min"]) & (jet_pt < shift["pt_max"]))
+    assert jet_pt.max() > TINY.pt_max, "the window moved up, not only narrowed"
+    assert read_jets(generated, 1).observables["pt"].min() < shift["pt_min"]
+
+
+@pytest.mark.slow
+def test_cli_variation_replaces_defaults_and_accepts_its_own_values(tmp_path) -> None:
+    out = tmp_path / "window_up.h5"
+    result = run_cli("data", "generate", "--out", str(out), "--jets-per-class", "2", "--seed", "5",
+                     "--workers", "1", "--variation", "window-up", "--pt-min", "900")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    settings = read_manifest(out)["settings"]
+    assert (settings["pt_min"], settings["pt_max"]) == (900.0, 1300.0)
+    assert settings["variation"] == "window-up"
+
+
+def test_generate_help_names_every_variation() -> None:
+    help_text = " ".join(run_cli("data", "generate", "--help").stdout.split())
+    assert all(name in help_text for name in VARIATIONS)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         (["--window", "parton", "--candidate-pt-min", "-1"], "--candidate-pt-min"),
         (["--pt-min", "900", "--pt-max", "800"], "pT window"),
+        (["--variation", "ue-on"], "unknown --variation 'ue-on': choose one of ue-off,"),
+        (["--variation", "window-up", "--pt-min", "850"], "window-up sets --pt-min to 900.0"),
+        (["--variation", "window-up", "--window", "parton"], "window-up sets --window to jet"),
     ],
 )
 def test_generation_rejects_bad_settings(tmp_path, options, message) -> None:

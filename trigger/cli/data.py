@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
+from click.core import ParameterSource
 
 
 @click.group()
@@ -55,6 +57,14 @@ def data() -> None:
     "costs (scripts/bench_inputs.py); the loader rounds what it reads either way.",
 )
 @click.option(
+    "--variation",
+    metavar="NAME",
+    help="A named shift of the generator or detector, for distribution-shift studies: "
+    "ue-off (no multiparton interactions), tune-a14 (Pythia's ATLAS A14 tune), threshold-up "
+    "(--candidate-pt-min 2), window-up (--pt-min 900 --pt-max 1300, --window jet). It sets its "
+    "options in place of their defaults; giving one of them another value is an error.",
+)
+@click.option(
     "--shard-size",
     type=click.IntRange(min=1),
     default=1000,
@@ -72,6 +82,7 @@ def generate(
     window: str,
     candidate_pt_min: float,
     l1_rounding: bool,
+    variation: str | None,
     shard_size: int,
 ) -> None:
     """Generate g, q, W, Z, t jets with Pythia 8, anti-kT R=0.8, truth-matched, as L1 candidates.
@@ -85,25 +96,43 @@ def generate(
     \b
     Example:
       trigger data generate --out data/demo.h5 --jets-per-class 2000 --workers 2 --seed 1
+      trigger data generate --out data/ue_off.h5 --jets-per-class 2000 --seed 1 --variation ue-off
     """  # fmt: skip
     from trigger.data.generate import GenerationSettings
     from trigger.data.generate import generate as run
 
-    settings = GenerationSettings(
-        jets_per_class,
-        seed,
-        pt_min,
-        pt_max,
-        eta_max,
-        shard_size,
-        window,
-        candidate_pt_min,
-        l1_rounding,
-    )
+    fields = {
+        "jets_per_class": jets_per_class,
+        "seed": seed,
+        "pt_min": pt_min,
+        "pt_max": pt_max,
+        "eta_max": eta_max,
+        "shard_size": shard_size,
+        "window": window,
+        "candidate_pt_min": candidate_pt_min,
+        "l1_rounding": l1_rounding,
+        "variation": variation,
+    }
+    settings = GenerationSettings(**fields | _variation_defaults(variation))
     existed = out.exists()
     run(settings, out, workers)
     verb = "up to date" if existed else "wrote"
     click.echo(f"{verb}: {out} ({5 * jets_per_class} jets)")
+
+
+def _variation_defaults(name: str | None) -> dict[str, Any]:
+    """The variation's values of the options left at their defaults; one given on the command
+    line stays, so that `GenerationSettings` refuses it if it contradicts the variation."""
+    from trigger.data.generate import variation
+
+    if name is None:
+        return {}
+    context = click.get_current_context()
+    return {
+        option: value
+        for option, value in variation(name).settings.items()
+        if context.get_parameter_source(option) is ParameterSource.DEFAULT
+    }
 
 
 @data.command()

@@ -6,6 +6,9 @@ per-candidate pT threshold, then pT, eta and phi rounded to the L1 words of `tri
 (saturating at the word range). Every stored column, and the jet's observables and
 multiplicity, are computed from these candidates.
 
+A variation (`VARIATIONS`) is a named shift of the generator or detector away from these
+settings, for samples that test a trained tagger under a distribution shift.
+
 Work is cut into shards (one class, a fixed number of jets, its own seed). Each shard runs in
 its own process with its own Pythia and lands on disk atomically, so an interrupted run keeps
 its finished shards and a rerun picks up the rest; the merged file depends only on the seed
@@ -27,8 +30,8 @@ import platform
 import queue
 import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -92,6 +95,43 @@ WINDOWS = {
 
 
 @dataclass(frozen=True)
+class Variation:
+    """A named shift of the nominal generation: Pythia settings read after the nominal ones,
+    and `GenerationSettings` fields given other values than their defaults."""
+
+    description: str
+    pythia: tuple[str, ...] = ()
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+VARIATIONS = {
+    "ue-off": Variation(
+        "underlying event off: no multiparton interactions", pythia=("PartonLevel:MPI = off",)
+    ),
+    # Tune 21 is the A14 member Pythia recommends when only one is studied.
+    "tune-a14": Variation(
+        "ATLAS A14 tune (NNPDF2.3 LO) in place of Monash 2013", pythia=("Tune:pp = 21",)
+    ),
+    "threshold-up": Variation(
+        "detector: candidate pT threshold 2 GeV in place of 1 GeV",
+        settings={"candidate_pt_min": 2.0},
+    ),
+    "window-up": Variation(
+        "jet pT window 900 to 1300 GeV in place of 800 to 1200 GeV (hard process 850 to 1500)",
+        settings={"window": "jet", "pt_min": 900.0, "pt_max": 1300.0},
+    ),
+}
+
+
+def variation(name: str) -> Variation:
+    """The variation called `name`; an unknown name is the user's error."""
+    if name not in VARIATIONS:
+        msg = f"unknown --variation {name!r}: choose one of {', '.join(VARIATIONS)}"
+        raise TriggerError(msg)
+    return VARIATIONS[name]
+
+
+@dataclass(frozen=True)
 class GenerationSettings:
     jets_per_class: int
     seed: int
@@ -102,8 +142,11 @@ class GenerationSettings:
     window: str = "jet"  # what [pt_min, pt_max] bounds: see WINDOWS
     candidate_pt_min: float = 1.0  # GeV: the detector stage's per-candidate threshold
     l1_rounding: bool = True  # round candidates to L1 words (off only to measure its cost)
+    # A name in VARIATIONS; the fields it sets must already hold its values.
+    variation: str | None = None
 
     def __post_init__(self) -> None:
+        self._check_variation()
         if not 1 <= self.seed <= 900_000_000:
             msg = f"--seed must be between 1 and 900000000 (Pythia's range), got {self.seed}"
             raise TriggerError(msg)
@@ -127,6 +170,20 @@ class GenerationSettings:
         if self.jets_per_class < 1 or self.shard_size < 1:
             msg = "--jets-per-class and --shard-size must be positive"
             raise TriggerError(msg)
+
+    def _check_variation(self) -> None:
+        """A variation's fields given other values would make a sample it does not name."""
+        if self.variation is None:
+            return
+        for name, value in variation(self.variation).settings.items():
+            given = getattr(self, name)
+            if given != value:
+                option = "--" + name.replace("_", "-")
+                msg = (
+                    f"--variation {self.variation} sets {option} to {value}: "
+                    f"drop {option} {given} or the variation"
+                )
+                raise TriggerError(msg)
 
 
 @dataclass(frozen=True)
@@ -202,14 +259,19 @@ def detector(jets: list[np.ndarray], pt_min: float, rounding: bool = True) -> li
     return out
 
 
+def _pythia_settings(cls: str, settings: GenerationSettings) -> tuple[str, ...]:
+    """The class's process settings, then the variation's, which win where they overlap."""
+    shift = variation(settings.variation).pythia if settings.variation else ()
+    return (*COMMON_SETTINGS, *PROCESSES[cls], *shift)
+
+
 def _make_pythia(shard: Shard, settings: GenerationSettings):
     import pythia8mc
 
     pythia = pythia8mc.Pythia("", False)
     cls = CLASS_NAMES[shard.label]
     for line in (
-        *COMMON_SETTINGS,
-        *PROCESSES[cls],
+        *_pythia_settings(cls, settings),
         f"Random:seed = {shard.seed}",
         *_hard_window(settings),
     ):
@@ -300,7 +362,8 @@ def _manifest(settings: GenerationSettings, plan: list[Shard]) -> dict:
     return {
         "generator": "Pythia 8 (pythia8mc) + anti-kT R=0.8 (SlowJet/fjcore), soft drop (fastjet)",
         "settings": asdict(settings),
-        "processes": {c: list(COMMON_SETTINGS + PROCESSES[c]) for c in CLASS_NAMES},
+        "processes": {c: list(_pythia_settings(c, settings)) for c in CLASS_NAMES},
+        "variation": _variation_record(settings.variation),
         "truth_matching": f"jet within dR < {JET_RADIUS} of the class's hard-process object",
         "window": WINDOWS[settings.window],
         "detector": DETECTOR if settings.l1_rounding else UNROUNDED_DETECTOR,
@@ -309,6 +372,14 @@ def _manifest(settings: GenerationSettings, plan: list[Shard]) -> dict:
         "total_jets": sum(counts.values()),
         "versions": _versions(),
     }
+
+
+def _variation_record(name: str | None) -> dict | None:
+    if name is None:
+        return None
+    shift = variation(name)
+    pythia, fields = list(shift.pythia), dict(shift.settings)
+    return {"name": name, "description": shift.description, "pythia": pythia, "settings": fields}
 
 
 def manifest_path(out: str | Path) -> Path:
