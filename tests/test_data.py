@@ -215,8 +215,10 @@ def test_a_variation_changes_what_it_names_and_nothing_else(generated, varied, n
     assert shifted["processes"] == {
         c: p + list(shift.pythia) for c, p in nominal["processes"].items()
     }
-    assert nominal["variation"] is None
-    unshifted = set(nominal) - {"settings", "processes", "variation"}
+    # A nominal manifest names no variation: it is the one files made without them carry.
+    assert "variation" not in nominal and "variation" not in nominal["settings"]
+    unshifted = set(nominal) - {"settings", "processes"}
+    assert set(shifted) - set(nominal) == {"variation"}
     assert {k: shifted[k] for k in unshifted} == {k: nominal[k] for k in unshifted}
     with h5py.File(generated) as f, h5py.File(varied(name)) as g:
         assert g["jets"].shape == f["jets"].shape

@@ -359,11 +359,15 @@ def _manifest(settings: GenerationSettings, plan: list[Shard]) -> dict:
     counts = {c: 0 for c in CLASS_NAMES}
     for shard in plan:
         counts[CLASS_NAMES[shard.label]] += shard.n_jets
+    # A nominal sample's manifest names no variation, so files made before variations existed
+    # still match theirs.
+    fields = {k: v for k, v in asdict(settings).items() if k != "variation" or v is not None}
+    shift = {"variation": _variation_record(settings.variation)} if settings.variation else {}
     return {
         "generator": "Pythia 8 (pythia8mc) + anti-kT R=0.8 (SlowJet/fjcore), soft drop (fastjet)",
-        "settings": asdict(settings),
+        "settings": fields,
         "processes": {c: list(_pythia_settings(c, settings)) for c in CLASS_NAMES},
-        "variation": _variation_record(settings.variation),
+        **shift,
         "truth_matching": f"jet within dR < {JET_RADIUS} of the class's hard-process object",
         "window": WINDOWS[settings.window],
         "detector": DETECTOR if settings.l1_rounding else UNROUNDED_DETECTOR,
@@ -374,9 +378,7 @@ def _manifest(settings: GenerationSettings, plan: list[Shard]) -> dict:
     }
 
 
-def _variation_record(name: str | None) -> dict | None:
-    if name is None:
-        return None
+def _variation_record(name: str) -> dict:
     shift = variation(name)
     pythia, fields = list(shift.pythia), dict(shift.settings)
     return {"name": name, "description": shift.description, "pythia": pythia, "settings": fields}
