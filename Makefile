@@ -25,9 +25,11 @@ demo: $(STAMP)
 	$(BIN)/trigger run models/default.yaml --workers $(WORKERS)
 	$(BIN)/trigger data inspect data/demo.h5 --plot data/demo.png
 
+# Two pytest workers, one test file each at a time: a file's session fixtures (a trained
+# pipeline, a compiled project) stay in one process.
 test: $(STAMP)
 	$(BIN)/ruff check trigger tests scripts
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check trigger tests scripts
