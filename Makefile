@@ -29,7 +29,7 @@ demo: $(STAMP)
 # pipeline, a compiled project) stay in one process.
 test: $(STAMP)
 	$(BIN)/ruff check trigger tests scripts
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check trigger tests scripts
