@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from trigger.cli.options import force
+from trigger.cli.options import engine, force
 
 
 @click.command()
@@ -24,14 +24,7 @@ from trigger.cli.options import force
     required=True,
     help="Predictions file (HDF5): logits and top_class per jet, in the file's order.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["fast", "hls"]),
-    default="fast",
-    show_default=True,
-    help="fast: the firmware's arithmetic vectorised with numpy; hls: the project's own C++ "
-    "(g++), the reference. Both are bit-exact with the firmware.",
-)
+@engine
 @click.option(
     "--chunk-jets",
     type=click.IntRange(min=1),

@@ -17,3 +17,12 @@ force = click.option(
     is_flag=True,
     help="Replace an earlier output of this same command at --out (never anything else).",
 )
+
+engine = click.option(
+    "--engine",
+    type=click.Choice(["fast", "hls"]),
+    default="fast",
+    show_default=True,
+    help="Firmware emulator: fast (the firmware's arithmetic vectorised with numpy) or hls (the "
+    "project's own C++ through g++, the reference); both bit-exact with the firmware.",
+)

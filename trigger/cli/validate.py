@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from trigger.cli.options import force
+from trigger.cli.options import engine, force
 from trigger.errors import TriggerError
 
 
@@ -39,13 +39,7 @@ from trigger.errors import TriggerError
     default=None,
     help="Evaluate the first N jets of the test split [default: all of it].",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["fast", "hls"]),
-    default="fast",
-    show_default=True,
-    help="Firmware emulator: fast (numpy) or hls (the project's C++); both bit-exact.",
-)
+@engine
 @click.option(
     "--shifted",
     multiple=True,
