@@ -215,7 +215,7 @@ def test_a_variation_changes_what_it_names_and_nothing_else(generated, varied, n
     assert shifted["processes"] == {
         c: p + list(shift.pythia) for c, p in nominal["processes"].items()
     }
-    # A nominal manifest names no variation: it is the one files made without them carry.
+    # A nominal manifest names no variation at all.
     assert "variation" not in nominal and "variation" not in nominal["settings"]
     unshifted = set(nominal) - {"settings", "processes"}
     assert set(shifted) - set(nominal) == {"variation"}

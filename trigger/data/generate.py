@@ -359,8 +359,8 @@ def _manifest(settings: GenerationSettings, plan: list[Shard]) -> dict:
     counts = {c: 0 for c in CLASS_NAMES}
     for shard in plan:
         counts[CLASS_NAMES[shard.label]] += shard.n_jets
-    # A nominal sample's manifest names no variation, so files made before variations existed
-    # still match theirs.
+    # Only a shifted sample's manifest names a variation: a nominal manifest records the
+    # nominal settings alone, the same for every nominal file made with them.
     fields = {k: v for k, v in asdict(settings).items() if k != "variation" or v is not None}
     shift = {"variation": _variation_record(settings.variation)} if settings.variation else {}
     return {
