@@ -76,8 +76,7 @@ def emulate_file(
     import h5py
     from tqdm import tqdm
 
-    from trigger.data.layout import OpenedJets
-    from trigger.data.loader import check_constituents, word_chunks
+    from trigger.data.loader import readable_jets, word_chunks
 
     firmware_dir, data_path, out = Path(firmware_dir), Path(data_path), Path(out)
     if chunk_jets < 1:
@@ -85,9 +84,7 @@ def emulate_file(
         raise TriggerError(msg)
     firmware = open_artifact(firmware_dir, EMIT)
     stage = InputStage.load(firmware_dir / "input_stage.json")
-    with OpenedJets(data_path) as f:
-        n_jets = len(f)
-        check_constituents(data_path, f, stage.n_constituents, "the firmware")
+    n_jets = readable_jets(data_path, stage.n_constituents)
     _check_replaceable(out, replace)
     check_writable(out)
     run = engine(firmware_dir, engine_name)

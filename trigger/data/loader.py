@@ -110,6 +110,13 @@ def check_constituents(path: str | Path, f: OpenedJets, n_constituents: int, who
         raise TriggerError(msg)
 
 
+def readable_jets(path: str | Path, n_constituents: int, who: str = "the firmware") -> int:
+    """How many jets the file holds, once it is known to give `who` its candidates."""
+    with OpenedJets(path) as f:
+        check_constituents(path, f, n_constituents, who)
+        return len(f)
+
+
 def word_chunks(
     path: str | Path, n_constituents: int, chunk_jets: int, who: str = "the firmware"
 ) -> Iterator[np.ndarray]:

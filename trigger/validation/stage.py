@@ -21,7 +21,7 @@ from trigger.artifacts import (
     stage_output,
 )
 from trigger.config import Recipe, ValidationConfig, load_recipe, save_recipe
-from trigger.data.loader import JetSample, load_test_split, read_jets
+from trigger.data.loader import JetSample, load_test_split, read_jets, readable_jets
 from trigger.errors import TriggerError
 from trigger.inputs import InputStage
 from trigger.io import write_json
@@ -161,16 +161,6 @@ def _plots(outputs, test: JetSample, metrics: dict, recipe: Recipe, out: Path) -
     return plots
 
 
-def _check_shifted(shifted: dict[str, Path], n_constituents: int) -> None:
-    """Every shifted file readable as the firmware's input, before any work is done."""
-    from trigger.data.layout import OpenedJets
-    from trigger.data.loader import check_constituents
-
-    for path in shifted.values():
-        with OpenedJets(path) as f:
-            check_constituents(path, f, n_constituents, "the firmware")
-
-
 def validate_sources(run: Artifact, firmware: Artifact, recipe: Recipe, data_path: str | Path):
     """What a report is made from: the run, its firmware, the gates and the data."""
     return {
@@ -219,7 +209,9 @@ def validate(
     )
     inputs = [run_dir, firmware_dir, data_path, *shifted.values()]
     check_output(out_dir, VALIDATE, inputs, replace)
-    _check_shifted(shifted, InputStage.load(run_dir / "input_stage.json").n_constituents)
+    n_constituents = InputStage.load(run_dir / "input_stage.json").n_constituents
+    for path in shifted.values():  # every shifted file readable before any work is done
+        readable_jets(path, n_constituents)
     sample = test_split_sampler(recipe, data_path, test_jets)
     outputs, test = predictions(run_dir, firmware_dir, sample, engine)
     labels = test.labels
