@@ -179,7 +179,8 @@ def _arrays(sample: JetSample, extra: np.ndarray | None = None):
 
 
 def evaluate(model: tf.keras.Model, sample: JetSample) -> dict[str, Any]:
-    """Accuracy and one-vs-rest AUC per class on `sample` (unweighted), plus parameter count."""
+    """Accuracy, cross-entropy and one-vs-rest AUC per class on `sample` (unweighted), plus
+    the parameter count."""
     from sklearn.metrics import roc_auc_score
 
     logits = taggers.predict(model, sample.x).astype(np.float64)
@@ -193,9 +194,21 @@ def evaluate(model: tf.keras.Model, sample: JetSample) -> dict[str, Any]:
         auc[name] = float(roc_auc_score(positive, probs[:, c])) if both else None
     return {
         "accuracy": float(np.mean(probs.argmax(axis=1) == labels)),
+        "loss": cross_entropy(probs, labels),
         "auc": auc,
         "parameters": int(model.count_params()),
     }
+
+
+def cross_entropy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true classes."""
+    chosen = probs[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.maximum(chosen, 1e-12))))
+
+
+def train_loss(model: tf.keras.Model, data: Dataset) -> float:
+    """Cross-entropy on the training split: with the test loss, the generalisation gap."""
+    return evaluate(model, data.train)["loss"]
 
 
 def prunable_kernels(model: tf.keras.Model) -> list[np.ndarray]:
@@ -485,7 +498,7 @@ def train_and_compress(
 def _train_into(
     out: Path, recipe: Recipe, data_path: Path, data: Dataset, cache: Path, verbose: int, log: Log
 ) -> None:
-    metrics: dict[str, Any] = {}
+    metrics: dict[str, Any] = {"train_jets": len(data.train), "test_jets": len(data.test)}
     histories: dict[str, Any] = {}
     teacher_logits = None
     if recipe.distillation.enabled:
@@ -505,6 +518,7 @@ def _train_into(
     log(f"training float reference ({recipe.training.epochs} epochs max)")
     reference = train_float(recipe, data, verbose)
     metrics["float"] = evaluate(reference.model, data.test)
+    metrics["float"]["train_loss"] = train_loss(reference.model, data)
     histories["float"] = reference.history
     _save_h5(reference.model, out / "float.h5")
 
@@ -520,6 +534,7 @@ def _train_into(
     log(f"training student ({', '.join(switches) or 'no compression'})")
     student = train_student(recipe, data, teacher_logits, verbose, reference.model)
     metrics["student"] = student_metrics(student.model, data.test)
+    metrics["student"]["train_loss"] = train_loss(student.model, data)
     histories["student"] = student.history
     _save_h5(student.model, out / "student.h5")
 

@@ -88,6 +88,9 @@ class DataConfig(Strict):
     """Seed of the shuffled split."""
     max_jets: PositiveInt | None = None
     """Read at most this many jets of the file (all when unset)."""
+    train_jets: PositiveInt | None = None
+    """Train on at most this many jets of the training split (all when unset); validation
+    and test stay whole, so runs over training-set sizes are judged on the same jets."""
 
     @field_validator("features")
     @classmethod
@@ -402,6 +405,17 @@ def _merged(defaults: dict[str, Any], tree: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def validated(model: type[ModelT], tree: Any, source: str) -> ModelT:
+    """`tree` as a `model`, or a one-line TriggerError naming `source` and the field."""
+    try:
+        return model.model_validate(tree)
+    except ValidationError as error:
+        raise TriggerError(_format_validation_error(source, error)) from None
+
+
 def recipe_from_dict(tree: dict[str, Any], source: str = "recipe") -> Recipe:
     """Validate a recipe tree laid over the full default recipe.
 
@@ -415,8 +429,9 @@ def recipe_from_dict(tree: dict[str, Any], source: str = "recipe") -> Recipe:
         raise TriggerError(_format_validation_error(source, error)) from None
 
 
-def load_recipe(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Recipe:
-    """Read a YAML recipe, apply `--set a.b=value` overrides, validate once."""
+def recipe_tree(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+    """A recipe file's own settings with `--set a.b=value` overrides laid over them
+    (no defaults filled in, not validated)."""
     path = Path(path)
     if not path.is_file():
         msg = f"recipe not found: {path}"
@@ -432,7 +447,12 @@ def load_recipe(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
     tree.setdefault("name", path.stem)
     for text in overrides:
         _apply_override(tree, *_parse_override(text))
-    return recipe_from_dict(tree, source=str(path))
+    return tree
+
+
+def load_recipe(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Recipe:
+    """Read a YAML recipe, apply `--set a.b=value` overrides, validate once."""
+    return recipe_from_dict(recipe_tree(path, overrides), source=str(path))
 
 
 SectionT = TypeVar("SectionT", bound=BaseModel)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -50,6 +51,23 @@ def atomic_path(
     except BaseException:
         _remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def only_writer(final: Path, busy: str) -> Iterator[None]:
+    """Hold `.FINAL.lock` for the block; `busy` is the one-line error when another process
+    holds it (two writers would share, and delete, each other's partial work)."""
+    make_parent(final)
+    lock = final.with_name(f".{final.name}.lock")
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TriggerError(busy) from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
 
 
 def check_writable(final: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trigger.artifacts import EMIT, TRAIN, current, open_artifact
 from trigger.config import GenerationConfig, Recipe
@@ -31,15 +32,18 @@ class Layout:
         return cls(root / "runs" / name, root / "firmware" / name, root / "validation" / name)
 
 
-def ensure_data(path: Path, generation: GenerationConfig, workers: int, log: Log) -> Path:
-    """The recipe's dataset; generated with its `data.generation` settings when absent."""
+def ensure_data(
+    path: Path, generation: GenerationConfig, workers: int, log: Log, client: Any = None
+) -> Path:
+    """The recipe's dataset; generated with its `data.generation` settings when absent (on
+    the Dask `client`'s workers when given)."""
     from trigger.data.generate import GenerationSettings, generate
 
     if path.is_file():
         log(f"data: {path} (exists)")
         return path
     log(f"data: generating {path} ({generation.jets_per_class} jets per class)")
-    return generate(GenerationSettings(**generation.model_dump()), path, workers)
+    return generate(GenerationSettings(**generation.model_dump()), path, workers, client)
 
 
 def run_pipeline(recipe: Recipe, workers: int = 2, log: Log = print) -> Validation:

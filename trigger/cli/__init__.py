@@ -61,6 +61,7 @@ def cli() -> None:
       trigger emulate            a firmware's logits on every jet of a file
       trigger validate           firmware vs float model: physics and hardware
       trigger run                all of the above for one recipe
+      trigger sweep              design-space search and scaling laws on Dask
       trigger recipe show        a recipe with every default filled in
     """
 
@@ -72,10 +73,20 @@ def _register() -> None:
     from trigger.cli.hls import emit_hls_cmd
     from trigger.cli.recipe import recipe
     from trigger.cli.run import run
+    from trigger.cli.sweep import sweep
     from trigger.cli.train import train_and_compress_cmd
     from trigger.cli.validate import validate
 
-    for command in (data, train_and_compress_cmd, emit_hls_cmd, emulate, validate, run, recipe):
+    for command in (
+        data,
+        train_and_compress_cmd,
+        emit_hls_cmd,
+        emulate,
+        validate,
+        run,
+        sweep,
+        recipe,
+    ):
         cli.add_command(command)
 
 

@@ -9,6 +9,9 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from trigger.cli import options
+from trigger.errors import TriggerError
+
 
 @click.group()
 def data() -> None:
@@ -71,6 +74,13 @@ def data() -> None:
     show_default=True,
     help="Jets per shard: the unit of parallelism and of resumption.",
 )
+@options.cluster
+@click.option(
+    "--cluster-config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML file whose `cluster:` section sets --cluster's resources (a sweep file works).",
+)
+@options.scheduler
 def generate(
     out: Path,
     jets_per_class: int,
@@ -84,6 +94,9 @@ def generate(
     l1_rounding: bool,
     variation: str | None,
     shard_size: int,
+    cluster_kind: str | None,
+    cluster_config: Path | None,
+    scheduler: str | None,
 ) -> None:
     """Generate g, q, W, Z, t jets with Pythia 8, anti-kT R=0.8, truth-matched, as L1 candidates.
 
@@ -91,12 +104,15 @@ def generate(
     to Level-1 words (0.25 GeV, pi/720), saturating at the word range.
 
     An interrupted run keeps its finished shards (OUT.shards/); rerunning the same command
-    resumes. The same seed and shard size give a byte-identical file.
+    resumes. The same seed and shard size give a byte-identical file, whether the shards ran
+    on local processes (--workers) or as Dask tasks (--cluster, --scheduler).
 
     \b
     Example:
       trigger data generate --out data/demo.h5 --jets-per-class 2000 --workers 2 --seed 1
       trigger data generate --out data/ue_off.h5 --jets-per-class 2000 --seed 1 --variation ue-off
+      trigger data generate --out data/big.h5 --jets-per-class 200000 --cluster slurm \\
+          --cluster-config site.yaml
     """  # fmt: skip
     from trigger.data.generate import GenerationSettings
     from trigger.data.generate import generate as run
@@ -115,9 +131,32 @@ def generate(
     }
     settings = GenerationSettings(**fields | _variation_defaults(variation))
     existed = out.exists()
-    run(settings, out, workers)
+    if cluster_kind or scheduler:
+        from trigger.cluster import dask_client
+
+        section = _cluster_section(cluster_config)
+        given = click.get_current_context().get_parameter_source("workers")
+        jobs = workers if given is not ParameterSource.DEFAULT or cluster_kind == "local" else None
+        config = options.cluster_settings(cluster_kind or "local", jobs, section)
+        with dask_client(config, scheduler, log=click.echo) as client:
+            run(settings, out, workers, client)
+    else:
+        run(settings, out, workers)
     verb = "up to date" if existed else "wrote"
     click.echo(f"{verb}: {out} ({5 * jets_per_class} jets)")
+
+
+def _cluster_section(path: Path | None) -> dict | None:
+    import yaml
+
+    if path is None:
+        return None
+    tree = yaml.safe_load(path.read_text()) or {}
+    section = tree.get("cluster") if isinstance(tree, dict) else None
+    if not isinstance(section, dict):
+        msg = f"{path}: no `cluster:` section"
+        raise TriggerError(msg)
+    return section
 
 
 def _variation_defaults(name: str | None) -> dict[str, Any]:

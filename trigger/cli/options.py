@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
+
+if TYPE_CHECKING:
+    from trigger.cluster import ClusterConfig
 
 recipe_overrides = click.option(
     "--set",
@@ -26,3 +31,32 @@ engine = click.option(
     help="Firmware emulator: fast (the firmware's arithmetic vectorised with numpy) or hls (the "
     "project's own C++ through g++, the reference); both bit-exact with the firmware.",
 )
+
+scheduler = click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Run on the running Dask cluster at ADDRESS (e.g. tcp://10.0.0.5:8786).",
+)
+
+cluster = click.option(
+    "--cluster",
+    "cluster_kind",
+    type=click.Choice(["local", "slurm", "htcondor", "pbs"]),
+    help="Start a Dask cluster: local (a LocalCluster of --workers processes) or a batch "
+    "system through dask-jobqueue, its queue, cores, memory and walltime from the `cluster:` "
+    "section of the sweep file or of --cluster-config.",
+)
+
+
+def cluster_settings(
+    kind: str | None, workers: int | None, section: dict | None = None
+) -> ClusterConfig:
+    """The `cluster:` settings with the command line's kind and workers laid over them."""
+    from trigger.cluster import ClusterConfig
+    from trigger.config import validated
+
+    config = validated(ClusterConfig, section or {}, "cluster")
+    update = {"kind": kind} if kind else {}
+    if workers is not None:
+        update["workers"] = workers
+    return config.model_copy(update=update)

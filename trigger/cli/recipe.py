@@ -1,4 +1,4 @@
-"""`trigger recipe show | reference`."""
+"""`trigger recipe show | reference | from-trial`."""
 
 from __future__ import annotations
 
@@ -43,3 +43,31 @@ def reference() -> None:
     from trigger.config import recipe_reference
 
     click.echo(recipe_reference(), nl=False)
+
+
+@recipe.command("from-trial")
+@click.argument("trial_dir", metavar="TRIAL", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Recipe file to write (refused when it exists).",
+)
+def from_trial(trial_dir: Path, out: Path) -> None:
+    """Write the recipe a sweep trial trained (e.g. a Pareto-front member) as a recipe file.
+
+    \b
+    Example:
+      trigger recipe from-trial sweeps/pareto/trials/0007 --out models/pareto-7.yaml
+    """
+    from trigger.errors import TriggerError
+    from trigger.io import atomic_path
+    from trigger.sweep import recipe_from_trial
+
+    text = recipe_from_trial(trial_dir)
+    if out.exists():
+        msg = f"{out} exists: pick another --out (a recipe file is never overwritten)"
+        raise TriggerError(msg)
+    with atomic_path(out) as tmp:
+        tmp.write_text(text)
+    click.echo(f"wrote {out}")

@@ -69,7 +69,8 @@ def _print_metrics(out_dir: Path) -> None:
     table = Table(title=f"{out_dir}/metrics.json (test split)")
     for column in ("model", "accuracy", *(f"AUC {c}" for c in CLASS_NAMES), "params", "nonzero"):
         table.add_column(column, justify="left" if column == "model" else "right")
-    for name, m in metrics.items():
+    for name in ("teacher", "float", "student"):
+        m = metrics[name]
         if m is None:
             continue
         aucs = [f"{m['auc'][c]:.3f}" if m["auc"][c] is not None else "-" for c in CLASS_NAMES]
@@ -78,4 +79,7 @@ def _print_metrics(out_dir: Path) -> None:
     console = Console()
     (console if console.is_terminal else Console(width=120)).print(table)
     sparsity = metrics["student"]["sparsity"]
-    click.echo(f"student sparsity (hidden-layer kernels): {sparsity:.3f}; artifacts in {out_dir}")
+    click.echo(
+        f"trained on {metrics['train_jets']} jets, tested on {metrics['test_jets']}; "
+        f"student sparsity (hidden-layer kernels): {sparsity:.3f}; artifacts in {out_dir}"
+    )

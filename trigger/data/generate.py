@@ -21,8 +21,6 @@ inside Pythia's C++: the same algorithm as `fastjet`, about 6x faster than feedi
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import multiprocessing
 import os
@@ -30,7 +28,7 @@ import platform
 import queue
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -43,7 +41,7 @@ from trigger.data.features import jet_arrays
 from trigger.data.layout import write_jets_file
 from trigger.errors import TriggerError
 from trigger.inputs import ETA_WORD, PHI_WORD, PT_WORD, to_words
-from trigger.io import atomic_path, make_parent
+from trigger.io import atomic_path, only_writer
 
 JET_RADIUS = 0.8
 # Particles entering the clustering: |eta| < 5, roughly a calorimeter's reach.
@@ -340,14 +338,49 @@ def _shard_jets(shard: Shard, settings: GenerationSettings, report) -> list[np.n
     return jets
 
 
-def run_shard(shard: Shard, settings: GenerationSettings, shard_dir: Path) -> Path:
-    """Generate one shard and store it atomically as `<shard_dir>/<name>.npz`."""
+def shard_arrays(shard: Shard, settings: GenerationSettings) -> tuple[np.ndarray, np.ndarray]:
+    """One shard's constituents and jets in the hls4ml layout."""
     report = _worker.progress.put if _worker.progress is not None else (lambda n: None)
-    constituents, jets = jet_arrays(_shard_jets(shard, settings, report), shard.label)
-    final = shard_dir / f"{shard.name}.npz"
+    return jet_arrays(_shard_jets(shard, settings, report), shard.label)
+
+
+def _save_shard(arrays: tuple[np.ndarray, np.ndarray], final: Path) -> Path:
+    constituents, jets = arrays
     with atomic_path(final) as tmp, tmp.open("wb") as handle:
         np.savez(handle, constituents=constituents, jets=jets)
     return final
+
+
+def run_shard(shard: Shard, settings: GenerationSettings, shard_dir: Path) -> Path:
+    """Generate one shard and store it atomically as `<shard_dir>/<name>.npz`."""
+    return _save_shard(shard_arrays(shard, settings), shard_dir / f"{shard.name}.npz")
+
+
+def _dask_shard(shard: Shard, settings: GenerationSettings) -> tuple[np.ndarray, np.ndarray]:
+    """On a Dask worker: the shard's arrays travel back, so workers need no shared disk."""
+    _silence_stdout()
+    return shard_arrays(shard, settings)
+
+
+def _run_on_dask(missing: list[Shard], settings, shard_dir: Path, client: Any, total: int):
+    """Run the shards as Dask tasks; the driver stores each one as it arrives."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    done_jets = total - sum(s.n_jets for s in missing)
+    bar = tqdm(total=total, initial=done_jets, unit="jet", desc="generating", smoothing=0.1)
+    futures = {
+        client.submit(_dask_shard, s, settings, key=f"shard-{s.name}-{settings.seed}"): s
+        for s in missing
+    }
+    try:
+        for future, arrays in as_completed(futures, with_results=True):
+            shard = futures[future]
+            _save_shard(arrays, shard_dir / f"{shard.name}.npz")
+            bar.update(shard.n_jets)
+    finally:
+        client.cancel(list(futures))
+        bar.close()
 
 
 def _versions() -> dict[str, str]:
@@ -410,23 +443,6 @@ def _shard_dir(out: Path, settings: GenerationSettings) -> Path:
         raise TriggerError(msg)
     plan_file.write_text(wanted)
     return shard_dir
-
-
-@contextlib.contextmanager
-def _only_writer(out: Path) -> Iterator[None]:
-    """Hold `.OUT.lock`: two generations into the same file would share and delete shards."""
-    make_parent(out)
-    lock = out.with_name(f".{out.name}.lock")
-    with lock.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            msg = f"another `trigger data generate` is writing {out}: wait for it to finish"
-            raise TriggerError(msg) from None
-        try:
-            yield
-        finally:
-            lock.unlink(missing_ok=True)
 
 
 def _run_missing(missing: list[Shard], settings, shard_dir: Path, workers: int, total: int):
@@ -506,15 +522,22 @@ def merge_shards(plan: list[Shard], shard_dir: Path, out: Path, seed: int, manif
     return out
 
 
-def generate(settings: GenerationSettings, out: str | Path, workers: int = 2) -> Path:
-    """Make (or finish making) the dataset at `out`; a no-op when it is already complete."""
+def generate(
+    settings: GenerationSettings, out: str | Path, workers: int = 2, client: Any = None
+) -> Path:
+    """Make (or finish making) the dataset at `out`; a no-op when it is already complete.
+
+    Shards run on `workers` local processes, or as tasks of the Dask `client` when given; the
+    file is the same, byte for byte, either way.
+    """
     out = Path(out)
     plan = shard_plan(settings)
     manifest = _manifest(settings, plan)
     if workers < 1:
         msg = f"--workers must be at least 1, got {workers}"
         raise TriggerError(msg)
-    with _only_writer(out):
+    busy = f"another `trigger data generate` is writing {out}: wait for it to finish"
+    with only_writer(out, busy):
         if out.exists():
             if read_manifest(out) == manifest:
                 return out
@@ -522,7 +545,9 @@ def generate(settings: GenerationSettings, out: str | Path, workers: int = 2) ->
             raise TriggerError(msg)
         shard_dir = _shard_dir(out, settings)
         missing = [s for s in plan if not (shard_dir / f"{s.name}.npz").exists()]
-        if missing:
+        if missing and client is not None:
+            _run_on_dask(missing, settings, shard_dir, client, manifest["total_jets"])
+        elif missing:
             _run_missing(missing, settings, shard_dir, workers, manifest["total_jets"])
         merge_shards(plan, shard_dir, out, settings.seed, manifest)
         shutil.rmtree(shard_dir)

@@ -240,6 +240,8 @@ def _raw_splits(
         raise TriggerError(msg)
     if config.reweight == "pt_eta":
         raw.weight = flattening_weights(raw)
+    # The file is shuffled when written, so its leading training jets are a random subset.
+    splits[0] = splits[0][: config.train_jets]
     return [raw.take(i) for i in splits]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from trigger.config import CLASS_NAMES
-from trigger.io import atomic_path
+from trigger.plots import pyplot, save_png
 from trigger.validation.hardware import HARDWARE_KEYS
 from trigger.validation.metrics import SIGNALS
 from trigger.validation.observables import OBSERVABLE_LABELS, selected
@@ -22,26 +22,9 @@ STYLES = {
 }
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    fig.set_layout_engine("constrained")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    _pyplot().close(fig)
-    return path
-
-
 def plot_roc(curves: dict[str, dict[str, tuple]], path: Path) -> Path:
     """Per class: background efficiency (log) versus signal efficiency, one curve a predictor."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(CLASS_NAMES), figsize=(4 * len(CLASS_NAMES), 3.6))
     for ax, name in zip(axes, CLASS_NAMES, strict=True):
         for predictor, per_class in curves.items():
@@ -53,7 +36,7 @@ def plot_roc(curves: dict[str, dict[str, tuple]], path: Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mistag rate, other classes")
     axes[0].legend()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_observables(
@@ -65,7 +48,7 @@ def plot_observables(
     path: Path,
 ) -> Path:
     """Background jets selected as `target`: each predictor's distributions, ratio to float."""
-    plt = _pyplot()
+    plt = pyplot()
     names = [n for n in OBSERVABLE_LABELS if n in observables]
     fig, axes = plt.subplots(
         2, len(names), figsize=(3.6 * len(names), 4.6), sharex="col",
@@ -94,12 +77,12 @@ def plot_observables(
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"Background (non-{target}) jets selected as {target} at {efficiency:.0%} "
                  f"{target} efficiency")  # fmt: skip
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_efficiency(curves: dict, path: Path) -> Path:
     """Signal and background efficiency versus pT and mass (the sculpting check)."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = list(curves)
     targets = list(next(iter(curves.values())))
     fig, axes = plt.subplots(len(rows), len(targets), figsize=(4.2 * len(targets), 3.3 * len(rows)),
@@ -122,11 +105,11 @@ def plot_efficiency(curves: dict, path: Path) -> Path:
             ax.grid(alpha=0.3)
         axes[r, 0].set_ylabel("efficiency")
     axes[0, 0].legend(fontsize=7)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_hardware(hardware: dict, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     keys = [k for k in ("lut", "ff", "dsp", "bram", "latency_cycles")]
     models = [m for m in ("compressed", "float_reference") if hardware.get(m)]
     fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -139,7 +122,7 @@ def plot_hardware(hardware: dict, path: Path) -> Path:
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     ax.set_title("Hardware: compressed vs float-reference firmware")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _fmt(value) -> str:
