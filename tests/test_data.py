@@ -170,6 +170,16 @@ def test_same_seed_gives_identical_bytes_whatever_the_workers(generated: Path, t
         assert not np.array_equal(f["jets"][:2], g["jets"][:2])
 
 
+@pytest.mark.slow
+def test_dask_local_cluster_writes_the_same_bytes(generated: Path, tmp_path) -> None:
+    from trigger.cluster import ClusterConfig, dask_client
+
+    with dask_client(ClusterConfig(workers=2), log=lambda _: None) as client:
+        on_dask = generate(TINY, tmp_path / "dask.h5", client=client)
+    assert on_dask.read_bytes() == generated.read_bytes()
+    assert manifest_path(on_dask).read_bytes() == manifest_path(generated).read_bytes()
+
+
 def test_shards_get_distinct_seeds_and_cover_every_jet() -> None:
     plan = shard_plan(GenerationSettings(jets_per_class=1001, seed=1, shard_size=250))
     assert len({s.seed for s in plan}) == len(plan)
@@ -427,6 +437,15 @@ def test_bad_input_gives_one_line_error_and_nonzero_exit(tmp_path, kind, message
     assert "Traceback" not in result.stderr
     with pytest.raises(TriggerError, match=re.escape(message)):
         read_jets(path, 4)
+
+
+def test_train_jets_shrinks_only_the_training_split(synthetic_data: Path) -> None:
+    whole = load_dataset(DataConfig(path=str(synthetic_data)), PORT)
+    small = load_dataset(DataConfig(path=str(synthetic_data), train_jets=100), PORT)
+    assert len(small.train) == 100 < len(whole.train)
+    assert np.array_equal(small.train.y, whole.train.y[:100])
+    for split in ("validation", "test"):
+        assert np.array_equal(getattr(small, split).jet, getattr(whole, split).jet)
 
 
 def test_test_split_with_saved_input_stage_matches_training_time(synthetic_data, tmp_path):

@@ -73,8 +73,12 @@ def sweep(
         return
     out = out or Path("sweeps") / sweep_path.stem
     with dask_client(config, scheduler, log=click.echo) as client:
-        data = spec.data or Path(base.data.path)
-        data = ensure_data(data, base.data.generation, config.workers or 2, click.echo, client)
+        if spec.data:
+            data = spec.data
+        else:  # the base recipe's file, generated as `trigger run` would when absent
+            data = ensure_data(
+                Path(base.data.path), base.data.generation, config.workers or 2, click.echo, client
+            )
         summary = run_sweep(spec, out, data, client, confirm=confirm_front, log=click.echo)
     _report(summary, out)
 

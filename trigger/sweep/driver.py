@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import traceback
+import warnings
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
@@ -121,7 +122,11 @@ def _sampler(spec: SweepSpec) -> Any:
     if spec.sampler == "nsga2":
         population = max(4, min(50, spec.trials // 3))
         return optuna.samplers.NSGAIISampler(population_size=population, seed=spec.seed)
-    return optuna.samplers.TPESampler(seed=spec.seed, constant_liar=True)
+    with warnings.catch_warnings():
+        # constant_liar is marked experimental; it keeps parallel trials from all asking
+        # for the same point while the first ones are still running.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=spec.seed, constant_liar=True)
 
 
 def open_study(spec: SweepSpec, layout: SweepLayout) -> Any:

@@ -96,7 +96,8 @@ class SweepSpec(Strict):
     recipe: Path
     """Base recipe, relative to the sweep file."""
     data: Path | None = None
-    """Data file (relative to the sweep file); default: the base recipe's `data.path`."""
+    """Data file (relative to the sweep file); default: the base recipe's `data.path`,
+    generated from its `data.generation` settings when absent."""
     fixed: dict[str, Any] = Field(default_factory=dict)
     """Recipe fields set in every trial (and in every reference), as `--set` paths."""
     space: dict[str, Dimension]
@@ -180,11 +181,15 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, Recipe]:
             "references": tuple(here / r for r in spec.references),
         }
     )
-    base = load_recipe(spec.recipe, fixed_overrides(spec))
+    if spec.data and not spec.data.is_file():
+        msg = f"{path}: data file not found: {spec.data} (make it with `trigger data generate`)"
+        raise TriggerError(msg)
+    schema = load_recipe(spec.recipe)
     for field in spec.space:
-        _check_field(base, field, f"{path}: space")
+        _check_field(schema, field, f"{path}: space")
     for field in spec.fixed:
-        _check_field(base, field, f"{path}: fixed")
+        _check_field(schema, field, f"{path}: fixed")
+    base = load_recipe(spec.recipe, fixed_overrides(spec))
     for reference in spec.references:
         load_recipe(reference, fixed_overrides(spec))
     return spec, base
