@@ -163,6 +163,17 @@ def test_a_failing_trial_is_recorded_and_the_sweep_completes(client, tmp_path: P
 
 
 @pytest.mark.slow
+def test_a_repeated_proposal_is_not_trained_again(client, tmp_path: Path) -> None:
+    # Seeded so that the random sampler's first two proposals are the same point.
+    space = {"quantization.default.weight.bits": {"choices": [4, 8]}}
+    path = write_sweep(tmp_path, space=space, trials=2, sampler="random", seed=1)
+    summary = run_sweep_file(path, tmp_path / "out", client)
+    assert summary["trials"] == {"complete": 2, "fail": 0}
+    bits = sorted(r["quantization.default.weight.bits"] for r in read_trials(tmp_path / "out"))
+    assert bits == ["4", "8"]
+
+
+@pytest.mark.slow
 def test_killed_sweep_resumes_without_repeating_a_trial(tmp_path: Path) -> None:
     path = write_sweep(tmp_path, cluster={"workers": 1})
     out = tmp_path / "out"

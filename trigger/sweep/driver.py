@@ -32,6 +32,8 @@ STUDY_NAME = "sweep"
 SWEEP_RECORD = "sweep.json"
 TRIAL_RECORD = "trial.json"
 ERROR = "error.txt"
+# Proposals in a row that repeat an earlier trial before the sampler is taken at its word.
+MAX_REPEATS = 50
 
 
 @dataclass(frozen=True)
@@ -91,13 +93,15 @@ def distributions(spec: SweepSpec) -> dict[str, Any]:
 
 
 def decoded(spec: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
-    """A trial's parameters as recipe values."""
-    return {
-        name: json.loads(value)
-        if spec.space[name].choices and _encoded(spec.space[name].choices)
-        else value
-        for name, value in params.items()
-    }
+    """A trial's parameters as recipe values (a stepped float as its decimal: 0.6, not
+    0.6000000000000001)."""
+    out = {}
+    for name, value in params.items():
+        choices = spec.space[name].choices
+        if choices and _encoded(choices):
+            value = json.loads(value)
+        out[name] = round(value, 12) if isinstance(value, float) else value
+    return out
 
 
 def _grid(spec: SweepSpec) -> list[dict[str, Any]]:
@@ -244,6 +248,17 @@ def _finished(study: Any) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
 
 
+def _repeats(study: Any, trial: Any) -> bool:
+    """Whether `trial` asks for the parameters of a trial already run or running."""
+    from optuna.trial import TrialState
+
+    states = (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING)
+    return any(
+        other.params == trial.params and other.number != trial.number
+        for other in study.get_trials(deepcopy=False, states=states)
+    )
+
+
 def _tell(study: Any, spec: SweepSpec, number: int, figures: dict | None) -> None:
     """Figures and errors live in the trial's directory; Optuna keeps what the sampler needs."""
     from optuna.trial import TrialState
@@ -299,12 +314,20 @@ def run_sweep(
                 runner.submit("trial", trial.number, task)
             from trigger.cluster import worker_slots
 
+            repeats = 0
             while True:
                 while _finished(study) + runner.in_flight("trial") < budget and len(
                     runner.pending
                 ) < worker_slots(client):
                     trial = study.ask(distribution)
                     params = decoded(spec, trial.params)
+                    if _repeats(study, trial) and repeats < MAX_REPEATS:
+                        # A sampler may propose a design it has tried; training it again
+                        # would cost a trial and tell it nothing.
+                        study.tell(trial, state=TrialState.PRUNED)
+                        repeats += 1
+                        continue
+                    repeats = 0
                     task = _task(
                         spec,
                         layout.trial(trial.number),

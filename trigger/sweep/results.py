@@ -65,6 +65,8 @@ def cost(row: dict[str, Any], key: str) -> float:
 def trial_rows(study: Any, spec: SweepSpec, trials_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for trial in study.get_trials(deepcopy=False):
+        if trial.state.name == "PRUNED":
+            continue  # a repeated proposal, never run (see driver._repeats)
         row = design_row(trials_dir / f"{trial.number:04d}")
         rows.append(row | {"number": trial.number, "state": trial.state.name.lower()})
     return rows
