@@ -148,9 +148,15 @@ def open_study(spec: SweepSpec, layout: SweepLayout) -> Any:
     except (ImportError, ValueError) as error:
         msg = f"cannot open the sweep's storage {layout.storage(spec)}: {error}"
         raise TriggerError(msg) from None
-    if spec.sampler == "grid" and not study.trials:
+    if spec.sampler == "grid":
+        # A point enqueued but not yet asked holds its parameters as "fixed_params".
+        queued = [
+            trial.params or trial.system_attrs.get("fixed_params")
+            for trial in study.get_trials(deepcopy=False)
+        ]
         for point in _grid(spec):
-            study.enqueue_trial(point)
+            if point not in queued:
+                study.enqueue_trial(point)
     return study
 
 
@@ -158,8 +164,9 @@ def open_study(spec: SweepSpec, layout: SweepLayout) -> Any:
 
 
 def sweep_identity(spec: SweepSpec, base_tree: dict[str, Any]) -> dict[str, Any]:
-    """What the output directory's trials were made from: a rerun must match it to resume."""
-    search = spec.model_dump(mode="json", exclude={"cluster"})
+    """What the output directory's trials were made from: a rerun must match it to resume.
+    The budget is left out, so raising `trials` and rerunning extends a finished sweep."""
+    search = spec.model_dump(mode="json", exclude={"cluster", "trials"})
     return {"sweep": digest(search), "base": digest(base_tree)}
 
 

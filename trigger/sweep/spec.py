@@ -105,7 +105,8 @@ class SweepSpec(Strict):
     objectives: tuple[Literal["accuracy", "lut", "ff", "latency_ns"], ...] = ("accuracy", "lut")
     """What the sampler optimises: `accuracy` up; `lut`, `ff`, `latency_ns` down."""
     trials: Annotated[int, Field(ge=1)] = 20
-    """Trials that finish (completed or failed); interrupted ones are run again."""
+    """Trials that finish (completed or failed); interrupted ones are run again. Raising it
+    and rerunning the sweep into the same directory extends it."""
     sampler: Literal["grid", "random", "tpe", "nsga2"] = "tpe"
     """Optuna sampler: `grid`, `random`, `tpe`, or `nsga2` (several objectives)."""
     seed: int = 1
