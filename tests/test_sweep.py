@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -183,19 +184,32 @@ def test_killed_sweep_resumes_without_repeating_a_trial(tmp_path: Path) -> None:
     deadline = time.monotonic() + 240
     while not list(out.glob("trials/*/figures.json")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) != 0
+    # As Ctrl-C or a batch system's kill does: the whole process group, workers included.
+    os.killpg(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=120) != 0
+    _wait_until_gone(process.pid)
     finished = {f.parent.name: f.stat().st_mtime_ns for f in out.glob("trials/*/figures.json")}
-    assert 1 <= len(finished) < 4, "the sweep should have been cut mid-way"
+    assert 1 <= len(finished) < 4, f"the sweep should have been cut mid-way: {sorted(finished)}"
 
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
-    assert "4 completed, 0 failed" in result.stdout
+    assert "4 completed, 0 failed" in result.stdout, result.stdout + result.stderr
     after = {f.parent.name: f.stat().st_mtime_ns for f in out.glob("trials/*/figures.json")}
     assert sorted(after) == ["0000", "0001", "0002", "0003"], "no trial beyond the budget"
     assert all(after[name] == mtime for name, mtime in finished.items()), "a trial was rerun"
     params = [json.loads((out / "trials" / n / "trial.json").read_text())["params"] for n in after]
     assert len({json.dumps(p, sort_keys=True) for p in params}) == 4
+
+
+def _wait_until_gone(group: int, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.killpg(group, signal.SIGKILL)
 
 
 # --- batch clusters, without submitting -----------------------------------------------------

@@ -233,17 +233,19 @@ class _Runner:
         self.pending[future] = (kind, label, task)
         self.completed.add(future)
 
-    def next(self) -> tuple[str, int | str, TrialTask, dict[str, Any] | None, str | None]:
+    def next(self) -> tuple[str, int | str, dict[str, Any] | None, str | None]:
+        """The next finished future: its kind, label, figures or error line (the traceback
+        goes to the trial's error.txt)."""
         future = next(self.completed)
         kind, label, task = self.pending.pop(future)
         self.bar.update(1)
         try:
-            return kind, label, task, future.result(), None
+            return kind, label, future.result(), None
         except Exception as error:
             line = error_line(error)
             detail = "".join(traceback.format_exception(error))
             (task.directory / ERROR).write_text(f"{line}\n\n{detail}")
-            return kind, label, task, None, line
+            return kind, label, None, line
 
     def in_flight(self, kind: str) -> int:
         return sum(1 for k, _, _ in self.pending.values() if k == kind)
@@ -276,78 +278,71 @@ def _tell(study: Any, spec: SweepSpec, number: int, figures: dict | None) -> Non
         study.tell(number, [figures[name] for name in spec.objectives])
 
 
-def run_sweep(
-    spec: SweepSpec,
-    out: Path,
-    data: Path,
-    client: Any,
-    log: Log = print,
-) -> Any:
+def _ask(study: Any, distribution: dict[str, Any]) -> Any:
+    """The sampler's next design that no trial has run or is running.
+
+    Samplers may propose a design they have tried; training it again would cost a trial and
+    tell them nothing. After MAX_REPEATS such proposals in a row the next one is taken.
+    """
+    from optuna.trial import TrialState
+
+    for _ in range(MAX_REPEATS):
+        trial = study.ask(distribution)
+        if not _repeats(study, trial):
+            return trial
+        study.tell(trial, state=TrialState.PRUNED)
+    return study.ask(distribution)
+
+
+def _trial_task(spec: SweepSpec, layout: SweepLayout, number: int, params: dict, data: Path):
+    return _task(spec, layout.trial(number), spec.recipe, overrides(params), data, layout)
+
+
+def run_sweep(spec: SweepSpec, out: Path, data: Path, client: Any, log: Log = print) -> Any:
     """Run (or finish) the sweep into `out`; returns the Optuna study."""
     from optuna.trial import TrialState
     from tqdm import tqdm
 
+    from trigger.cluster import worker_slots
+
     layout = SweepLayout(out)
-    base_tree = {"recipe": spec.recipe.read_text()}
     with only_writer(out, f"another `trigger sweep` is running into {out}: wait for it to end"):
-        claim_output(layout, sweep_identity(spec, base_tree))
+        claim_output(layout, sweep_identity(spec, {"recipe": spec.recipe.read_text()}))
         study = open_study(spec, layout)
         budget = len(_grid(spec)) if spec.sampler == "grid" else spec.trials
         stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         references = [
             r for r in spec.references if not (layout.references / r.stem / FIGURES).is_file()
         ]
-        to_run = budget - _finished(study) + len(references)
+        left = budget - _finished(study)
         log(
-            f"sweep: {budget} trials, {budget - _finished(study)} to run, "
-            f"{len(stale)} interrupted resumed; {len(references)} references; outputs in {out}"
+            f"sweep: {budget} trials, {left} to run ({len(stale)} interrupted, resumed); "
+            f"{len(references)} references to train; outputs in {out}"
         )
         distribution = distributions(spec)
-        with tqdm(total=max(to_run, 0), unit="trial", desc="sweep") as bar:
+        with tqdm(total=max(left, 0) + len(references), unit="trial", desc="sweep") as bar:
             runner = _Runner(client, bar)
             for reference in references:
                 task = _task(spec, layout.references / reference.stem, reference, [], data, layout)
                 _record_trial(task, {})
                 runner.submit("reference", reference.stem, task)
-            for trial in stale:
-                task = _task(
-                    spec,
-                    layout.trial(trial.number),
-                    spec.recipe,
-                    overrides(decoded(spec, trial.params)),
-                    data,
-                    layout,
-                )
+            for trial in stale:  # asked by a killed driver, maybe not even recorded
+                params = decoded(spec, trial.params)
+                task = _trial_task(spec, layout, trial.number, params, data)
+                _record_trial(task, params)
                 runner.submit("trial", trial.number, task)
-            from trigger.cluster import worker_slots
-
-            repeats = 0
             while True:
                 while _finished(study) + runner.in_flight("trial") < budget and len(
                     runner.pending
                 ) < worker_slots(client):
-                    trial = study.ask(distribution)
+                    trial = _ask(study, distribution)
                     params = decoded(spec, trial.params)
-                    if _repeats(study, trial) and repeats < MAX_REPEATS:
-                        # A sampler may propose a design it has tried; training it again
-                        # would cost a trial and tell it nothing.
-                        study.tell(trial, state=TrialState.PRUNED)
-                        repeats += 1
-                        continue
-                    repeats = 0
-                    task = _task(
-                        spec,
-                        layout.trial(trial.number),
-                        spec.recipe,
-                        overrides(params),
-                        data,
-                        layout,
-                    )
+                    task = _trial_task(spec, layout, trial.number, params, data)
                     _record_trial(task, params)
                     runner.submit("trial", trial.number, task)
                 if not runner.pending:
                     break
-                kind, label, _, figures, error = runner.next()
+                kind, label, figures, error = runner.next()
                 if error:
                     bar.write(f"{kind} {label} failed: {error}")
                 if kind == "trial":
