@@ -23,3 +23,13 @@ def save_png(fig: Any, path: Path) -> Path:
         fig.savefig(tmp, format="png", dpi=90)
     pyplot().close(fig)
     return path
+
+
+def log_x(ax: Any) -> None:
+    """A log x axis labelled at 1, 2 and 5 times each power of ten, in plain numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())

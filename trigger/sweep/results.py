@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from trigger.io import atomic_path, write_json
-from trigger.plots import pyplot, save_png
+from trigger.plots import log_x, pyplot, save_png
 from trigger.sweep.spec import SweepSpec
 from trigger.sweep.trial import MEASURED
 
@@ -171,7 +171,7 @@ def plot_front(rows: list[dict], members: list[dict], references: list[dict], pa
                 zorder=4,
                 label=reference["name"],
             )
-    ax.set_xscale("log")
+    log_x(ax)
     source = "Yosys (front members), da4ml estimate (others)" if confirmed else "da4ml estimate"
     ax.set_xlabel(f"LUT, whole path, L1 words to logits [{source}]")
     ax.set_ylabel("student test accuracy")

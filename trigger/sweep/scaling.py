@@ -19,7 +19,7 @@ import numpy as np
 
 from trigger.errors import TriggerError
 from trigger.io import write_json
-from trigger.plots import pyplot, save_png
+from trigger.plots import log_x, pyplot, save_png
 
 PARAMETERS = ("a", "alpha", "b", "beta", "c")
 MODELS = {
@@ -91,12 +91,6 @@ def _bits(row: dict[str, Any], model: str) -> float:
     return row["student_bits"] if model == "student" else 32.0 * row["float_parameters"]
 
 
-def _log_axis(ax: Any, plt: Any) -> None:
-    """A log x axis labelled at its decades only (minor labels overlap)."""
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(plt.NullFormatter())
-
-
 def plot_scaling(rows: list[dict[str, Any]], fits: dict[str, dict], path: Path) -> Path:
     """Test error against training jets, one colour per model size, with the fitted law."""
     plt = pyplot()
@@ -127,7 +121,7 @@ def plot_scaling(rows: list[dict[str, Any]], fits: dict[str, dict], path: Path) 
             f"beta = {values['beta']:.2f} ± {errors['beta']:.2f}, c = {values['c']:.3f}",
             fontsize=9,
         )
-        _log_axis(ax, plt)
+        log_x(ax)
         ticks = sorted(set(data.n))
         ax.set_xticks(ticks, [f"{t / 1000:g}k" for t in ticks])
         ax.set_xlabel("training jets N")
@@ -146,7 +140,7 @@ def plot_generalisation(rows: list[dict[str, Any]], path: Path) -> Path:
         x = [np.sqrt(_bits(r, model) / r["train_jets"]) for r in rows]
         gap = [r[test] - r[train] for r in rows]
         ax.scatter(x, gap, marker=marker, label=model, alpha=0.8)
-    _log_axis(ax, plt)
+    log_x(ax)
     ax.set_xlabel("sqrt(b / n): b model bits (nonzero weights x width), n training jets")
     ax.set_ylabel("generalisation gap: test - train loss")
     ax.axhline(0, color="k", lw=0.6)
