@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
     if not args.data.is_file():
-        parser.error(f"{args.data}: not found (make it with `make demo` or `trigger data generate`)")
+        parser.error(f"{args.data}: not found (make it with `make demo`)")
     with tempfile.TemporaryDirectory() as tmp:
         path = sweep_file(Path(tmp), args.data, args.trials, args.epochs)
         seconds = {w: timed_sweep(path, Path(tmp) / f"w{w}", w) for w in (1, 2)}
