@@ -23,10 +23,11 @@ from trigger.sweep import Points, fit_scaling, load_sweep, non_dominated, sweep
 from trigger.sweep.scaling import scaling_law
 
 TRIGGER = str(Path(sys.executable).with_name("trigger"))
-# Small and quick on the toy data: one epoch, a few hundred weights.
+# Small and quick on the toy data: one epoch, a few hundred weights, QAT only.
 BASE = {
     "data": {"n_constituents": 8},
     "architecture": {"phi": [8], "rho": [8]},
+    "pruning": {"enabled": False},
     "distillation": {"enabled": False},
     "training": {"epochs": 1, "batch_size": 64, "learning_rate": 0.01},
 }
