@@ -54,9 +54,9 @@ def sweep(
 
     \b
     Examples:
-      trigger sweep sweeps/pareto.yaml
-      trigger sweep sweeps/pareto.yaml --cluster slurm --workers 10
-      trigger sweep sweeps/pareto.yaml --scheduler tcp://10.0.0.5:8786
+      trigger sweep models/sweeps/pareto.yaml
+      trigger sweep models/sweeps/pareto.yaml --cluster slurm --workers 10
+      trigger sweep models/sweeps/pareto.yaml --scheduler tcp://10.0.0.5:8786
       trigger recipe from-trial sweeps/pareto/trials/0007 --out models/pareto-7.yaml
     """  # fmt: skip
     from trigger.cluster import dask_client
