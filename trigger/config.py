@@ -429,12 +429,11 @@ def recipe_from_dict(tree: dict[str, Any], source: str = "recipe") -> Recipe:
         raise TriggerError(_format_validation_error(source, error)) from None
 
 
-def recipe_tree(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
-    """A recipe file's own settings with `--set a.b=value` overrides laid over them
-    (no defaults filled in, not validated)."""
-    path = Path(path)
+def read_mapping(path: Path, what: str, shape: str = "a mapping") -> dict[str, Any]:
+    """A YAML file's top-level mapping; a one-line error when the file is missing, is not
+    YAML, or holds something else (`what` names the file's role, `shape` what it must be)."""
     if not path.is_file():
-        msg = f"recipe not found: {path}"
+        msg = f"{what} not found: {path}"
         raise TriggerError(msg)
     try:
         tree = yaml.safe_load(path.read_text()) or {}
@@ -442,8 +441,16 @@ def recipe_tree(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
         msg = f"{path}: not valid YAML ({str(error).splitlines()[0]})"
         raise TriggerError(msg) from None
     if not isinstance(tree, dict):
-        msg = f"{path}: a recipe must be a mapping of sections"
+        msg = f"{path}: a {what} must be {shape}"
         raise TriggerError(msg)
+    return tree
+
+
+def recipe_tree(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+    """A recipe file's own settings with `--set a.b=value` overrides laid over them
+    (no defaults filled in, not validated)."""
+    path = Path(path)
+    tree = read_mapping(path, "recipe", "a mapping of sections")
     tree.setdefault("name", path.stem)
     for text in overrides:
         _apply_override(tree, *_parse_override(text))

@@ -147,12 +147,11 @@ def generate(
 
 
 def _cluster_section(path: Path | None) -> dict | None:
-    import yaml
+    from trigger.config import read_mapping
 
     if path is None:
         return None
-    tree = yaml.safe_load(path.read_text()) or {}
-    section = tree.get("cluster") if isinstance(tree, dict) else None
+    section = read_mapping(path, "cluster file").get("cluster")
     if not isinstance(section, dict):
         msg = f"{path}: no `cluster:` section"
         raise TriggerError(msg)

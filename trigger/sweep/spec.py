@@ -13,11 +13,10 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import Field, model_validator
 
 from trigger.cluster import ClusterConfig
-from trigger.config import Recipe, Strict, load_recipe, validated
+from trigger.config import Recipe, Strict, load_recipe, read_mapping, validated
 from trigger.errors import TriggerError
 
 # What a trial reports, and which way is better. LUT, FF and latency are da4ml's cost-model
@@ -162,18 +161,7 @@ def _check_field(recipe: Recipe, path: str, where: str) -> None:
 def load_sweep(path: str | Path) -> tuple[SweepSpec, Recipe]:
     """Read and check a sweep file; paths in it become relative to the working directory."""
     path = Path(path)
-    if not path.is_file():
-        msg = f"sweep file not found: {path}"
-        raise TriggerError(msg)
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        msg = f"{path}: not valid YAML ({str(error).splitlines()[0]})"
-        raise TriggerError(msg) from None
-    if not isinstance(tree, dict):
-        msg = f"{path}: a sweep file must be a mapping"
-        raise TriggerError(msg)
-    spec = validated(SweepSpec, tree, str(path))
+    spec = validated(SweepSpec, read_mapping(path, "sweep file"), str(path))
     here = path.parent.resolve()
     spec = spec.model_copy(
         update={
