@@ -183,9 +183,7 @@ def evaluate(model: tf.keras.Model, sample: JetSample) -> dict[str, Any]:
     the parameter count."""
     from sklearn.metrics import roc_auc_score
 
-    logits = taggers.predict(model, sample.x).astype(np.float64)
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
+    probs = _probabilities(model, sample)
     labels = sample.labels
     auc = {}
     for c, name in enumerate(CLASS_NAMES):
@@ -200,6 +198,12 @@ def evaluate(model: tf.keras.Model, sample: JetSample) -> dict[str, Any]:
     }
 
 
+def _probabilities(model: tf.keras.Model, sample: JetSample) -> np.ndarray:
+    logits = taggers.predict(model, sample.x).astype(np.float64)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
 def cross_entropy(probs: np.ndarray, labels: np.ndarray) -> float:
     """Mean negative log-likelihood of the true classes."""
     chosen = probs[np.arange(len(labels)), labels]
@@ -208,7 +212,7 @@ def cross_entropy(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def train_loss(model: tf.keras.Model, data: Dataset) -> float:
     """Cross-entropy on the training split: with the test loss, the generalisation gap."""
-    return evaluate(model, data.train)["loss"]
+    return cross_entropy(_probabilities(model, data.train), data.train.labels)
 
 
 def prunable_kernels(model: tf.keras.Model) -> list[np.ndarray]:
