@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from trigger.io import Log
+from trigger.sweep.driver import trial_recipe as recipe_from_trial
 from trigger.sweep.results import non_dominated
 from trigger.sweep.scaling import Points, fit_scaling
 from trigger.sweep.spec import SweepSpec, load_sweep
@@ -38,7 +39,7 @@ def sweep(
     """Run or resume the sweep into `out`, write its results; with `confirm`, measure the
     front's members through Verilator and Yosys and write the results again."""
     from trigger.sweep.driver import confirm_front, run_sweep
-    from trigger.sweep.results import write_results
+    from trigger.sweep.results import completed, trial_rows, write_results
     from trigger.sweep.scaling import write_scaling
 
     study = run_sweep(spec, out, data, client, log)
@@ -47,22 +48,6 @@ def sweep(
         confirm_front(summary["front"], out, data, client, log)
         summary = write_results(study, spec, out)
     if spec.scaling:
-        rows = [r["figures"] for r in summary_rows(study, spec, out)]
-        summary["scaling"] = write_scaling(rows, out)
+        rows = completed(trial_rows(study, spec, out / "trials"))
+        summary["scaling"] = write_scaling([r["figures"] for r in rows], out)
     return summary
-
-
-def summary_rows(study: Any, spec: SweepSpec, out: Path) -> list[dict[str, Any]]:
-    """Completed trials with figures."""
-    from trigger.sweep.results import trial_rows
-
-    rows = trial_rows(study, spec, out / "trials")
-    return [r for r in rows if r["state"] == "complete" and r["figures"]]
-
-
-def recipe_from_trial(directory: Path) -> str:
-    """The recipe a trial trained, as a recipe file: its base recipe's own text with the
-    trial's overrides laid over it, named after the trial."""
-    from trigger.sweep.driver import trial_recipe
-
-    return trial_recipe(directory)

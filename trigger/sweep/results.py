@@ -76,9 +76,14 @@ def reference_rows(spec: SweepSpec, references_dir: Path) -> list[dict[str, Any]
     return [design_row(references_dir / r.stem) | {"name": r.stem} for r in spec.references]
 
 
+def completed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of trials that completed and left their figures."""
+    return [r for r in rows if r["state"] == "complete" and r["figures"]]
+
+
 def front(rows: list[dict[str, Any]], spec: SweepSpec) -> list[dict[str, Any]]:
     """The completed trials on the Pareto front of the sweep's objectives."""
-    done = [r for r in rows if r["state"] == "complete" and r["figures"]]
+    done = completed(rows)
     if not done:
         return []
     points = [
@@ -128,7 +133,7 @@ def plot_front(rows: list[dict], members: list[dict], references: list[dict], pa
     the references marked."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
-    done = [r for r in rows if r["state"] == "complete" and r["figures"]]
+    done = completed(rows)
     confirmed = any(r["measured"] for r in members)
     if done:
         latency = [cost(r, "latency_ns") for r in done]
