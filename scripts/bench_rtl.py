@@ -1,6 +1,7 @@
 """Accuracy, latency and resources of trained students from the open RTL flow (no Vivado).
 
     .venv/bin/python scripts/bench_rtl.py [RUN ...] [--jets 2000] [--out firmware/bench_rtl]
+                                          [--yosys flat|per_stage]
 
 RUN defaults to runs/default; pass e.g. a literature Deep Sets run (phi [32, 32, 32], rho [32])
 as a second argument. For each run: accuracy from RUN/metrics.json (the student's), latency
@@ -22,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bench(run_dir: Path, out_dir: Path, jets: int) -> dict:
+def bench(run_dir: Path, out_dir: Path, jets: int, yosys: str | None) -> dict:
     from trigger.config import load_recipe
     from trigger.hls.stage import emulation_sample
     from trigger.inputs import InputStage
@@ -30,6 +31,7 @@ def bench(run_dir: Path, out_dir: Path, jets: int) -> dict:
     from trigger.taggers import load_model
 
     recipe = load_recipe(run_dir / "recipe.yaml")
+    firmware = recipe.firmware.model_copy(update={"yosys": yosys or recipe.firmware.yosys})
     metrics = json.loads((run_dir / "metrics.json").read_text())
     stage = InputStage.load(run_dir / "input_stage.json")
     sample = emulation_sample(recipe.data, stage, None, jets)
@@ -38,7 +40,7 @@ def bench(run_dir: Path, out_dir: Path, jets: int) -> dict:
         load_model(run_dir / "student.h5"),
         stage,
         out_dir / run_dir.name / "rtl",
-        recipe.firmware,
+        firmware,
         sample.words,
         log=lambda msg: print(f"  {run_dir.name}: {msg}", flush=True),
     )
@@ -54,6 +56,7 @@ def bench(run_dir: Path, out_dir: Path, jets: int) -> dict:
         "dsp": figures["dsp"],
         "carry": figures["carry"],
         "da4ml_lut_estimate": tools["da4ml"]["lut_estimate"],
+        "yosys": tools["yosys"]["mode"],
         "bit_exact_fraction": figures["bit_exact"]["bit_exact_fraction"],
         "jets": figures["bit_exact"]["jets"],
         "clock_period_ns": figures["clock_period_ns"],
@@ -103,7 +106,7 @@ ESTIMATE_COLUMNS = {
 }
 RTL_COLUMNS = {
     "latency (cycles / ns)": "{latency_cycles} / {latency_ns:g}",
-    "LUT (Yosys)": "{lut}",
+    "LUT (Yosys)": "{lut} ({yosys})",
     "FF": "{ff}",
     "DSP": "{dsp}",
     "LUT (da4ml est.)": "{da4ml_lut_estimate:.0f}",
@@ -118,6 +121,12 @@ def main() -> None:
     parser.add_argument(
         "--estimate-only", action="store_true", help="da4ml cost model only: no Verilator, no Yosys"
     )
+    parser.add_argument(
+        "--yosys",
+        choices=["flat", "per_stage"],
+        help="how Yosys counts (firmware.yosys): per_stage for designs too large to flatten "
+        "[default: the recipe's]",
+    )
     args = parser.parse_args()
     for run in args.runs:
         if not (run / "student.h5").is_file():
@@ -126,7 +135,7 @@ def main() -> None:
     if args.estimate_only:
         print_table([estimate(run) for run in args.runs], ESTIMATE_COLUMNS)
         return
-    rows = [bench(run, args.out, args.jets) for run in args.runs]
+    rows = [bench(run, args.out, args.jets, args.yosys) for run in args.runs]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_rtl.json").write_text(json.dumps(rows, indent=2) + "\n")
     print_table(rows, RTL_COLUMNS)

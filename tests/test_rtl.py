@@ -39,10 +39,10 @@ def _q(bits: int, integer: int) -> dict[str, int]:
 FEATURES = ["pt", "deta", "dphi", "dr2", "count", "etarot", "phirot"]
 
 
-def small_recipe(kind: str = "deepsets", pooling: str = "mean"):
+def small_recipe(kind: str = "deepsets", pooling: str = "mean", features: list[str] = FEATURES):
     tree = {
         "name": f"rtl_{kind}_{pooling}",
-        "data": {"n_constituents": 8, "path": "unused.h5", "features": FEATURES},
+        "data": {"n_constituents": 8, "path": "unused.h5", "features": features},
         "architecture": {"kind": kind, "phi": [6, 4], "rho": [4], "dense": [6], "pooling": pooling},
         "quantization": {
             "input": _q(10, 3),
@@ -180,6 +180,35 @@ def test_hardware_json_has_the_documented_keys(built: Built) -> None:
     assert found is not None and found["source"] == SOURCE and found["lut"] == written["lut"]
 
 
+@pytest.mark.slow
+@needs_tools
+def test_per_stage_yosys_counts_the_same_design_and_resumes(built: Built) -> None:
+    """Each pipeline stage mapped alone, then the registers around them: close to the
+    flattened count (no optimisation across a stage boundary, registers as in flat); a second
+    call reuses the stages' results, and a changed stage alone is synthesized again. On the
+    input stage's own Verilog (several pipeline stages, minutes less Yosys than the whole)."""
+    import shutil as sh
+
+    from trigger.rtl import synth
+
+    project = built.project.parent / "per_stage_copy"
+    sh.copytree(built.project / "input_stage" / "src", project / "src")
+    flat = built.figures["input_stage"]
+    counted = synth.synthesize(project, "per_stage")
+    assert counted["mode"] == "per_stage"
+    assert 0.85 * flat["ff"] <= counted["ff"] <= 1.15 * flat["ff"]
+    assert 0.9 * flat["lut"] <= counted["lut"] <= 1.25 * flat["lut"]
+    stages = sorted((project / "src").glob("tagger_stage*.v"))
+    assert len(stages) > 1
+    results = sorted((project / "synth" / "per_stage").glob("*.json"))
+    assert len(results) == len(stages) + 1  # and the top around them
+    stamps = {p: p.stat().st_mtime_ns for p in results}
+    stages[-1].write_text(stages[-1].read_text() + "\n// changed\n")
+    assert synth.synthesize(project, "per_stage")["lut"] == counted["lut"]
+    rerun = {p.stem for p in results if p.stat().st_mtime_ns != stamps[p]}
+    assert stages[-1].stem in rerun <= {stages[-1].stem, "tagger"}
+
+
 @pytest.mark.parametrize(
     ("kind", "pooling"), [("deepsets", "mean"), ("deepsets", "max"), ("mlp", "mean")]
 )
@@ -278,7 +307,8 @@ def test_estimates_of_both_models_are_labelled_and_read_by_validate(tmp_path: Pa
 @needs_tools
 def test_emit_hls_rtl_gives_validate_both_models(tmp_path: Path) -> None:
     """`emit-hls --rtl` end to end: student measured and estimated, float reference estimated,
-    where validate looks for them, and the Verilog equal to the hls4ml emulator."""
+    where validate looks for them, and the Verilog equal to the hls4ml emulator. Without the
+    principal-axis frame, whose Verilog `built` proves: Yosys minutes less."""
     from tests.conftest import write_synthetic_file
     from tests.test_hls import _save
     from trigger.artifacts import TRAIN, seal
@@ -289,7 +319,7 @@ def test_emit_hls_rtl_gives_validate_both_models(tmp_path: Path) -> None:
     from trigger.rtl import ESTIMATE_SOURCE, SOURCE
     from trigger.validation.hardware import from_reports, read_estimate
 
-    recipe = small_recipe()
+    recipe = small_recipe(features=["pt", "deta", "dphi", "dr2", "count"])
     data = write_synthetic_file(tmp_path / "toy.h5", 200, seed=3)
     recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"path": str(data)})})
     run = tmp_path / "runs" / "toy"

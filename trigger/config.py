@@ -281,6 +281,10 @@ class FirmwareConfig(Strict):
     # Test jets on which emit-hls compares the C++ emulator with the QKeras student.
     emulation_jets: PositiveInt = 5000
     """Test jets on which emit-hls compares the C++ emulator with QKeras."""
+    yosys: Literal["flat", "per_stage"] = "flat"
+    """How `--rtl` counts resources with Yosys: `flat` (one netlist) or `per_stage` (each
+    pipeline stage mapped alone, then the registers around them; for designs too large to
+    flatten in memory)."""
 
 
 class GatesConfig(Strict):
@@ -519,7 +523,7 @@ def _section_rows(model: type[BaseModel], values: dict[str, Any], prefix: str, o
     rows, nested = [], []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
-        meaning = (field.description or "").replace("|", "\\|")  # a table cell
+        meaning = " ".join((field.description or "").split()).replace("|", "\\|")  # a table cell
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             nested.append((field.annotation, values[name], f"{key}."))
             rows.append(f"| `{key}` | section | see below | {meaning} |")

@@ -197,7 +197,7 @@ def emit_rtl(
     write_json(out_dir / "hardware.json", figures)
     if not exact:
         msg = (
-            f"{out_dir}: RTL simulation differs from the QKeras student on "
+            f"{out_dir}: RTL simulation differs from the student on "
             f"{int((~same).sum())} of {len(words)} jets: see hardware.json"
         )
         raise TriggerError(msg)
