@@ -345,13 +345,13 @@ def test_round_half_even_matches_qkeras_on_every_code() -> None:
     from qkeras import quantized_bits, quantized_relu
 
     from trigger.hls.precision import quantizer_format
-    from trigger.rtl.trace import kif, round_half_even
+    from trigger.rtl.trace import kif, quantize
 
     values = np.arange(-(2**8), 2**8) / 2.0**5  # ap_fixed<9,4>: every code, past every clip
     for quantizer in (quantized_bits(6, 2, alpha=1), quantized_relu(5, 2), quantized_bits(4, 0)):
         inp = FixedVariableArrayInput((len(values),))
         x = inp.quantize(1, 3, 5)
-        comb = comb_trace(inp, round_half_even(x, quantizer_format(quantizer, "q")))
+        comb = comb_trace(inp, quantize(x, quantizer_format(quantizer, "q")))
         got = comb.predict(values[None, :])[0]
         want = np.asarray(quantizer(values.astype(np.float32)), np.float64)
         np.testing.assert_array_equal(got, want, err_msg=str(quantizer.get_config()))

@@ -84,6 +84,7 @@ class FitSettings:
 class Trained:
     model: tf.keras.Model
     history: dict[str, list[float]] = field(default_factory=dict)
+    bit_widths: dict[str, float] = field(default_factory=dict)  # HGQ students only
 
 
 def seed_everything(seed: int) -> None:
@@ -194,8 +195,18 @@ def evaluate(model: tf.keras.Model, sample: JetSample) -> dict[str, Any]:
         "accuracy": float(np.mean(probs.argmax(axis=1) == labels)),
         "loss": cross_entropy(probs, labels),
         "auc": auc,
-        "parameters": int(model.count_params()),
+        "parameters": int(sum(w.size for w in network_weights(model))),
     }
+
+
+def network_weights(model: tf.keras.Model) -> list[np.ndarray]:
+    """The network's weights, without an HGQ proxy's quantizer settings (formats, not weights)."""
+    return [
+        w
+        for layer in model.layers
+        if type(layer).__name__ != "FixedPointQuantizer"
+        for w in layer.get_weights()
+    ]
 
 
 def _probabilities(model: tf.keras.Model, sample: JetSample) -> np.ndarray:
@@ -235,7 +246,7 @@ def student_metrics(model: tf.keras.Model, sample: JetSample) -> dict[str, Any]:
     """`evaluate` plus what compression achieved: sparsity and the nonzero weight count."""
     return evaluate(model, sample) | {
         "sparsity": sparsity(model),
-        "nonzero_parameters": int(sum(np.count_nonzero(w) for w in model.get_weights())),
+        "nonzero_parameters": int(sum(np.count_nonzero(w) for w in network_weights(model))),
     }
 
 
@@ -359,10 +370,11 @@ def train_student(
         raise TriggerError(msg)
     settings = _training_settings(recipe, verbose)
     seed_everything(recipe.training.seed)
+    hgq = recipe.quantization.method == "hgq"
     model = taggers.build_student(recipe, data.train.x.shape[-1])
     if recipe.training.init_from_float:
         taggers.copy_dense_weights(float_reference, model)
-    callbacks: list = []
+    callbacks: list = taggers.hgq.training_callbacks(recipe, settings.epochs) if hgq else []
     monitor_from = 0
     if recipe.pruning.enabled:
         import tensorflow_model_optimization as tfmot
@@ -382,6 +394,9 @@ def train_student(
         callbacks=callbacks,
         monitor_from_epoch=monitor_from,
     )
+    if hgq:
+        proxy, bits = taggers.hgq.to_firmware_model(model, data.train.x)
+        return Trained(proxy, history, bits)
     if recipe.pruning.enabled:
         model = _strip_pruning(model)
     taggers.quantize_weights_in_place(model)
@@ -529,7 +544,7 @@ def _train_into(
     switches = [
         name
         for name, on in (
-            ("QAT", recipe.quantization.enabled),
+            (f"QAT ({recipe.quantization.method})", recipe.quantization.enabled),
             ("pruning", recipe.pruning.enabled),
             ("distillation", recipe.distillation.enabled),
         )
@@ -537,7 +552,7 @@ def _train_into(
     ]
     log(f"training student ({', '.join(switches) or 'no compression'})")
     student = train_student(recipe, data, teacher_logits, verbose, reference.model)
-    metrics["student"] = student_metrics(student.model, data.test)
+    metrics["student"] = student_metrics(student.model, data.test) | student.bit_widths
     metrics["student"]["train_loss"] = train_loss(student.model, data)
     histories["student"] = student.history
     _save_h5(student.model, out / "student.h5")

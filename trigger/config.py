@@ -8,6 +8,7 @@ rebuild everything from the artifact alone.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -134,9 +135,28 @@ class LayerQuantization(Strict):
     """Format of the layer's output after its ReLU."""
 
 
+class HGQConfig(Strict):
+    """High Granularity Quantization (`quantization.method: hgq`): every weight learns its own
+    bit width, each layer's activations one shared by all candidates (which keeps the tagger
+    permutation invariant), under a resource penalty of strength `beta`."""
+
+    beta: Annotated[float, Field(ge=0.0)] = 1e-5
+    """Strength of the resource (bit-operation) penalty at the end of training."""
+    beta_start: Annotated[float, Field(gt=0.0)] | None = None
+    """Penalty at the start, raised geometrically to `beta` over training (unset: `beta`
+    throughout)."""
+    init_bits: Annotated[int, Field(ge=1, le=23)] = 8
+    """Fractional bits every weight and activation starts from."""
+
+
 class QuantizationConfig(Strict):
     enabled: bool = True
-    """Quantization-aware training (QKeras); off gives a float student."""
+    """Quantization-aware training; off gives a float student."""
+    method: Literal["qkeras", "hgq"] = "qkeras"
+    """`qkeras` (one format per layer, set below) or `hgq` (learned per-weight bit widths,
+    `hgq` section; `default`, `layers` and `output` do not apply)."""
+    hgq: HGQConfig = HGQConfig()
+    """HGQ settings (with `method: hgq`)."""
     input: QuantizerConfig = QuantizerConfig(bits=12, integer=3)
     """Format of the firmware's input port (the input quantizer)."""
     default: LayerQuantization = LayerQuantization()
@@ -280,7 +300,7 @@ class FirmwareConfig(Strict):
     """hls4ml reuse factor of every dense layer."""
     # Test jets on which emit-hls compares the C++ emulator with the QKeras student.
     emulation_jets: PositiveInt = 5000
-    """Test jets on which emit-hls compares the C++ emulator with QKeras."""
+    """Test jets on which emit-hls compares the C++ emulator with the student."""
     yosys: Literal["flat", "per_stage"] = "flat"
     """How `--rtl` counts resources with Yosys: `flat` (one netlist) or `per_stage` (each
     pipeline stage mapped alone, then the registers around them; for designs too large to
@@ -343,6 +363,19 @@ class Recipe(Strict):
             msg = "kind 'transformer' is for teachers only: hls4ml cannot convert attention"
             raise ValueError(msg)
         return architecture
+
+    @model_validator(mode="after")
+    def _hgq_prunes_by_itself(self) -> Recipe:
+        if self.quantization.method == "hgq" and self.pruning.enabled:
+            msg = (
+                "quantization.method hgq prunes by learning zero-bit weights: set "
+                "pruning.enabled: false"
+            )
+            raise ValueError(msg)
+        if self.quantization.method == "hgq" and not self.quantization.enabled:
+            msg = "quantization.method hgq needs quantization.enabled: true"
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _firmware_can_pool(self) -> Recipe:
@@ -532,7 +565,7 @@ def _section_rows(model: type[BaseModel], values: dict[str, Any], prefix: str, o
         kind = _type_text(field.annotation, field.metadata)
         rows.append(f"| `{key}` | {kind} | `{default}` | {meaning} |")
     title = f"`{prefix.rstrip('.')}`" if prefix else "Top level"
-    out += [f"## {title}", "", f"{model.__doc__.strip()}" if model.__doc__ else "", ""]
+    out += [f"## {title}", "", inspect.cleandoc(model.__doc__) if model.__doc__ else "", ""]
     out += ["| key | type | default | meaning |", "|---|---|---|---|", *rows, ""]
     for sub, sub_values, sub_prefix in nested:
         _section_rows(sub, sub_values, sub_prefix, out)

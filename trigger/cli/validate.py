@@ -120,7 +120,7 @@ def report_gates(metrics: dict, out_dir: Path) -> None:
     accuracies = ", ".join(f"{n} {p['accuracy']:.4f}" for n, p in predictors.items())
     click.echo(f"accuracy: {accuracies}")
     exact = metrics["classification"]["firmware_student_bit_exact_fraction"]
-    click.echo(f"firmware bit-exact with the QKeras student on {exact:.2%} of test jets")
+    click.echo(f"firmware bit-exact with the student on {exact:.2%} of test jets")
     for name, shift in metrics.get("shift", {}).items():
         click.echo(
             f"shift {name}: firmware minus float accuracy change "

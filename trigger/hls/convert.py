@@ -28,6 +28,7 @@ import numpy as np
 
 from trigger.config import FirmwareConfig
 from trigger.errors import TriggerError
+from trigger.hls.convert_hgq import is_hgq, plan_hgq, port_format
 from trigger.hls.precision import (
     Accumulation,
     Fixed,
@@ -47,6 +48,7 @@ SUPPORTED_LAYERS = (
     "GlobalMaxPooling1D",
     "Flatten",
 )
+DENSE_KINDS = ("QDense", "Dense")  # plain Dense: an HGQ student's (convert_hgq)
 _FLOAT_ONLY = {"Dense", "Activation", "ReLU", "Conv1D", "BatchNormalization"}
 # The float reference is converted as-is with one wide type everywhere.
 FLOAT_REFERENCE_FORMAT = Fixed(32, 16)
@@ -73,9 +75,9 @@ class LayerPlan:
 @dataclass(frozen=True)
 class Operation:
     """One step of the firmware's arithmetic after its input port, for any evaluator to run:
-    "dense" (x @ kernel + bias, exact: every sum fits its accumulator), "round" (half to even
-    onto `fmt`, then saturate), "mean" / "max" pooling over candidates (the mean an exact
-    shift), "flatten"."""
+    "dense" (x @ kernel + bias, exact: every sum fits its accumulator), "round" (onto `fmt`
+    by its rounding mode, then saturate or wrap as it says), "relu", "mean" / "max" pooling
+    over candidates (the mean an exact shift), "flatten"."""
 
     kind: str
     name: str
@@ -85,6 +87,8 @@ class Operation:
 
 _OPERATION = {
     "QDense": "dense",
+    "Dense": "dense",
+    "ReLU": "relu",
     "QActivation": "round",
     "GlobalAveragePooling1D": "mean",
     "GlobalMaxPooling1D": "max",
@@ -106,7 +110,7 @@ class Plan:
             entry: dict[str, Any] = {"Precision": {k: v.hls() for k, v in lp.precision.items()}}
             entry.update(lp.options)
             names[lp.name] = entry
-            if lp.kind == "QDense":
+            if lp.kind in DENSE_KINDS:
                 # hls4ml appends a linear activation node to every dense layer; with the
                 # dense result's own type it is a no-op cast and hls4ml removes it.
                 names[f"{lp.name}_linear"] = {"Precision": {"result": lp.result.hls()}}
@@ -136,6 +140,10 @@ class Plan:
                     lp.result if kind == "round" else None,
                 )
             )
+            # An HGQ layer's result type is the quantizer that followed it (convert_hgq).
+            exact_sum = lp.accumulation is not None and lp.result == lp.accumulation.accum
+            if lp.kind in ("Dense", "ReLU") and not exact_sum:
+                operations.append(Operation("round", lp.name, (), lp.result))
         return operations
 
     def summary(self) -> dict[str, Any]:
@@ -170,6 +178,13 @@ def _quantizer_name(layer: Any) -> str:
     return type(getattr(layer, "quantizer", None)).__name__
 
 
+def check_chained(layers: list[Any], i: int) -> None:
+    """Layer i must take the output of layer i - 1: emit-hls converts one chain of layers."""
+    if i > 0 and layers[i].input is not layers[i - 1].output:
+        msg = f"layer '{layers[i].name}': emit-hls supports a single chain of layers"
+        raise TriggerError(msg)
+
+
 def check_contract(model: Any) -> list[LayerPlan]:
     """The student must be one chain of supported QKeras layers; name the first that is not."""
     if len(model.inputs) != 1 or len(model.outputs) != 1:
@@ -191,9 +206,7 @@ def check_contract(model: Any) -> list[LayerPlan]:
                     f"(supported: {', '.join(SUPPORTED_LAYERS)})"
                 )
             raise TriggerError(msg)
-        if i > 0 and layer.input is not layers[i - 1].output:
-            msg = f"layer '{layer.name}': emit-hls supports a single chain of layers"
-            raise TriggerError(msg)
+        check_chained(layers, i)
         plans.append(LayerPlan(layer.name, kind, layer))
     if (
         len(plans) < 2
@@ -210,6 +223,8 @@ def check_contract(model: Any) -> list[LayerPlan]:
 
 def input_port(model: Any) -> Fixed:
     """The input port's format: that of the model's input quantizer (contract layer 1)."""
+    if is_hgq(model):
+        return port_format(model)
     layer = check_contract(model)[1]
     return quantizer_format(layer.layer.quantizer, layer.name)
 
@@ -332,7 +347,7 @@ def per_particle_parallelism(plan: Plan) -> None:
 def firmware_strategy(plan: Plan) -> None:
     """Reuse factor from the recipe on every layer with arithmetic (strategy: model level)."""
     for lp in plan.layers:
-        if lp.kind == "QDense":
+        if lp.kind in DENSE_KINDS:
             lp.options["ReuseFactor"] = plan.firmware.reuse_factor
 
 
@@ -374,7 +389,14 @@ def _keras_noise():
 
 
 def plan_student(model: Any, firmware: FirmwareConfig) -> Plan:
-    """Check the contract on a clone of `model` and apply every step in order."""
+    """Check the contract on a clone of `model` and apply every step in order (for an HGQ
+    student, `convert_hgq` reads every format off its quantizers instead)."""
+    if is_hgq(model):
+        plan = plan_hgq(model, firmware)
+        for step in (per_particle_parallelism, firmware_strategy):
+            step(plan)
+            plan.applied.append(step.__name__)
+        return plan
     check_contract(model)  # before cloning, so errors name the caller's layers
     clone = rebuild_chain(model)
     plan = Plan(clone, firmware, check_contract(clone), None)

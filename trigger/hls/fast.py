@@ -6,9 +6,9 @@ the same operations the da4ml trace turns into Verilog. Every value is a fixed-p
 held exactly in floating point: each dense sum fits its accumulator (the plan sizes it), so
 products and sums are exact in whatever order BLAS adds them, as long as every accumulator's
 significant bits fit the float type: float32 (24 bits) where they do, as for every shipped
-recipe, else float64 (53). Rounding half to even and saturation happen where the firmware's
-quantizers are. The HLS C++ emulator (`trigger.hls.emulator`) stays the reference: tests hold
-the two equal bit for bit.
+recipe, else float64 (53). Rounding and saturation happen where the firmware's quantizers
+are, in their modes (half to even and saturation for QKeras). The HLS C++ emulator
+(`trigger.hls.emulator`) stays the reference: tests hold the two equal bit for bit.
 """
 
 from __future__ import annotations
@@ -46,13 +46,28 @@ def _dense(x: np.ndarray, op: Operation) -> np.ndarray:
 
 
 def _round(x: np.ndarray, op: Operation) -> np.ndarray:
-    """Half to even onto the format's grid, then saturate (in place: x is an intermediate)."""
+    """Onto the format's grid by its rounding mode, then saturate or wrap (in place: x is an
+    intermediate)."""
     lsb, low, high = _grid(op.fmt)
     x *= 1.0 / lsb  # a power of two: exact
-    np.rint(x, out=x)
-    np.clip(x, low, high, out=x)
+    if op.fmt.rounding == "RND_CONV":  # half to even (QKeras)
+        np.rint(x, out=x)
+    elif op.fmt.rounding == "RND":  # half up (ap_fixed AP_RND)
+        np.floor(x + 0.5, out=x)
+    else:  # TRN: toward minus infinity
+        np.floor(x, out=x)
+    if op.fmt.saturation == "SAT":
+        np.clip(x, low, high, out=x)
+    else:
+        x -= low
+        np.mod(x, high - low + 1, out=x)
+        x += low
     x *= lsb
     return x
+
+
+def _relu(x: np.ndarray, op: Operation) -> np.ndarray:
+    return np.maximum(x, 0, out=x)
 
 
 def _mean(x: np.ndarray, op: Operation) -> np.ndarray:
@@ -68,7 +83,14 @@ def _flatten(x: np.ndarray, op: Operation) -> np.ndarray:
     return x.reshape(len(x), -1)
 
 
-_APPLY = {"dense": _dense, "round": _round, "mean": _mean, "max": _max, "flatten": _flatten}
+_APPLY = {
+    "dense": _dense,
+    "round": _round,
+    "relu": _relu,
+    "mean": _mean,
+    "max": _max,
+    "flatten": _flatten,
+}
 
 
 class FastEmulator:

@@ -354,7 +354,7 @@ def _write_firmware(
 
     emulated = emulate(tmp, jets.words)
     result = compare(emulated, predict(student, jets.x))
-    result["reference"] = "input_stage.json (trigger.inputs) + QKeras student.h5, Keras float32"
+    result["reference"] = "input_stage.json (trigger.inputs) + student.h5, Keras float32"
     # Keras sums in float32: exact only while every accumulator fits 24 significant bits.
     result["reference_exact"] = summary["keras_float32_exact"]
     result["data"] = str(source.data_path)

@@ -23,7 +23,7 @@ from trigger.rtl.stage import (
     estimate,
     latency_cutoff,
 )
-from trigger.rtl.trace import Trace, round_half_even, trace_float_reference, trace_student
+from trigger.rtl.trace import Trace, quantize, trace_float_reference, trace_student
 
 __all__ = [
     "ESTIMATE",
@@ -35,7 +35,7 @@ __all__ = [
     "emit_rtl",
     "estimate",
     "latency_cutoff",
-    "round_half_even",
+    "quantize",
     "trace_float_reference",
     "trace_student",
 ]

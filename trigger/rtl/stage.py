@@ -148,11 +148,11 @@ def emit_rtl(
         "latency_ns": cycles * firmware.clock_period,
         "ii": 1 if exact else None,
         "method": "one jet per clock; latency = cycle offset at which every output equals "
-        "the QKeras student's; all jets right at one jet per clock -> II = 1",
+        "the student's (QKeras or HGQ); all jets right at one jet per clock -> II = 1",
     }
     bit_exact: dict[str, Any] = {
         "jets": len(words),
-        "reference": "input_stage.json (trigger.inputs) + QKeras student.h5, Keras float32",
+        "reference": "input_stage.json (trigger.inputs) + student.h5, Keras float32",
         "bit_exact_fraction": float(same.mean()),
         "top_class_agreement": float(np.mean(rtl_out.argmax(-1) == expected.argmax(-1))),
     }
@@ -167,7 +167,7 @@ def emit_rtl(
     resources: dict[str, Any] = {"lut": None, "ff": None, "dsp": None, "bram": None}
     if yosys:
         say("rtl: counting resources with yosys synth_xilinx")
-        counted = synth.synthesize(out_dir)
+        counted = synth.synthesize(out_dir, firmware.yosys, say)
         counted["version"] = _tool_version(["yosys", "-V"])
         counted["family"] = synth.FAMILY
         tools["yosys"] = counted

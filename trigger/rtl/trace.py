@@ -6,7 +6,7 @@ symbolic fixed-point arrays, whose arithmetic is exact by construction (every su
 width its operands' ranges need). Rounding is where care is needed:
 
 - QKeras rounds half to even (`tf.round`) and then clips. da4ml offers truncation and
-  round-half-up only, so `round_half_even` builds it from truncation: add half an output LSB
+  round-half-up only, so `_round_half_even_one` builds it from truncation: add half an output LSB
   minus one input LSB, plus the bit that will become the output LSB, then truncate. On a tie the
   carry then happens exactly when the truncated value would be odd.
 - Saturation (clip after rounding) is da4ml's `SAT` on the already rounded value.
@@ -103,15 +103,34 @@ def _const(v: Any, fmt: Fixed) -> Any:
     from da4ml.trace import FixedVariable
 
     value = float(v.low) * 2**fmt.fractional
-    code = float(np.clip(np.round(value), float(fmt.min / fmt.lsb), float(fmt.max / fmt.lsb)))
+    rounded = {"RND_CONV": np.round, "RND": lambda c: np.floor(c + 0.5), "TRN": np.floor}
+    code = float(rounded[fmt.rounding](value))
+    low, high = float(fmt.min / fmt.lsb), float(fmt.max / fmt.lsb)
+    if fmt.saturation == "SAT":
+        code = float(np.clip(code, low, high))
+    else:
+        code = (code - low) % (high - low + 1) + low
     return FixedVariable.from_const(code * 2.0**-fmt.fractional, hwconf=v.hwconf, _factor=1)
 
 
-def round_half_even(x: Any, fmt: Fixed) -> Any:
-    """QKeras quantization of a traced array: round half to even to `fmt`, then saturate."""
+def _quantize_one(v: Any, fmt: Fixed) -> Any:
+    """One value onto `fmt` in its modes: QKeras's half to even (`_round_half_even_one`), or
+    ap_fixed's truncation (TRN) or half up (RND), then saturation or wrap-around."""
+    if v.low == v.high or fmt.rounding == "RND_CONV":
+        return _const(v, fmt) if v.low == v.high else _round_half_even_one(v, fmt)
+    k, i, f = kif(fmt)
+    if fmt.rounding == "RND":
+        v = v + 2.0 ** (-f - 1)
+    if fmt.saturation == "SAT":
+        return _saturate_and_truncate(v, k, i, f)
+    return v.quantize(k, i, f, "WRAP", "TRN")
+
+
+def quantize(x: Any, fmt: Fixed) -> Any:
+    """A traced array onto `fmt`, in its rounding and overflow modes."""
     from da4ml.trace import FixedVariableArray
 
-    flat = [_round_half_even_one(v, fmt) for v in np.ravel(x._vars)]
+    flat = [_quantize_one(v, fmt) for v in np.ravel(x._vars)]
     out = np.empty(len(flat), dtype=object)
     out[:] = flat
     return FixedVariableArray(out.reshape(x.shape), x.solver_options)
@@ -241,7 +260,7 @@ def trace_input_stage(words: Any, stage: InputStage, port: Fixed) -> Any:
     variable products; the principal-axis frame per jet five small products per candidate and
     a CORDIC, per candidate a CORDIC rotation (adders and multiplexers on sign bits); the
     normalisation a constant subtraction and a shift; the rounding and saturation to the
-    port's format that of QKeras (`round_half_even`).
+    port's format that of QKeras (`_round_half_even_one`).
     """
     from da4ml.trace import FixedVariableArray
 
@@ -288,7 +307,9 @@ def trace_student(model: Any, stage: InputStage, firmware: FirmwareConfig | None
         if op.kind == "dense":
             x = _dense(x, op.weights)
         elif op.kind == "round":
-            x = round_half_even(x, op.fmt)
+            x = quantize(x, op.fmt)
+        elif op.kind == "relu":
+            x = x.relu()
         elif op.kind in ("mean", "max"):
             x = _pool(x, op.kind)
         else:  # flatten
@@ -321,16 +342,17 @@ def trace_float_reference(model: Any, stage: InputStage, fmt: Fixed) -> Trace:
     from da4ml.trace import comb_trace
 
     inp, words = _words(stage)
-    x = trace_input_stage(words, stage, fmt.quantizing())
+    rounded = fmt.quantizing()  # half to even, saturating
+    x = trace_input_stage(words, stage, rounded)
     names = []
     for layer in model.layers[1:]:
         kind = type(layer).__name__
         if kind == "Dense":
-            x = round_half_even(_dense(x, [on_grid(w, fmt) for w in layer.get_weights()]), fmt)
+            x = quantize(_dense(x, [on_grid(w, fmt) for w in layer.get_weights()]), rounded)
         elif kind == "Activation" and layer.get_config()["activation"] in ("relu", "linear"):
             x = x.relu() if layer.get_config()["activation"] == "relu" else x
         elif kind in POOLING:
-            x = round_half_even(_pool(x, POOLING[kind]), fmt)
+            x = quantize(_pool(x, POOLING[kind]), rounded)
         elif kind == "Flatten":
             x = x.reshape(-1)
         else:

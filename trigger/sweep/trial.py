@@ -101,16 +101,21 @@ def design_figures(run_dir: Path) -> dict[str, Any]:
 
 def compressed_bits(model: Any) -> int:
     """The student's size in bits: each nonzero weight or bias times its quantizer's width
-    (32 for a float layer)."""
+    (an HGQ student's: the width of its layer's weight format; 32 for a float layer)."""
     import numpy as np
 
     from trigger import taggers
+    from trigger.hls.convert_hgq import is_hgq, weight_format
 
+    hgq = is_hgq(model)
     total = 0
     for layer in taggers.dense_layers(model):
         quantizers = getattr(layer, "get_quantizers", lambda: [None, None])()
         for values, quantizer in zip(layer.get_weights(), quantizers, strict=False):
-            bits = int(getattr(quantizer, "bits", 32)) if quantizer is not None else 32
+            if hgq:
+                bits = weight_format(values).width
+            else:
+                bits = int(getattr(quantizer, "bits", 32)) if quantizer is not None else 32
             total += int(np.count_nonzero(values)) * bits
     return total
 

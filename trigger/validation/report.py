@@ -253,7 +253,7 @@ def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
     parts = [
         f"# Validation report: {title}",
         f"Gates: **{verdict}**. Test split: {c['test_jets']} jets. Predictors: teacher (large "
-        "float), float (the student's architecture, unquantised), student (QKeras), firmware "
+        "float), float (the student's architecture, unquantised), student (quantized), firmware "
         f"({engine}, bit-exact with the HLS project).",
         "## Gates",
         _table(["gate", "value", "limit", "passed"],
@@ -264,7 +264,7 @@ def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
                [[p, c["predictors"][p]["accuracy"],
                  *[c["predictors"][p]["auc"][n] for n in CLASS_NAMES]] for p in predictors]),
         f"Firmware top class equals the float reference's on "
-        f"{c['firmware_float_top_class_agreement']:.2%} of jets; equals the QKeras student's "
+        f"{c['firmware_float_top_class_agreement']:.2%} of jets; equals the student's "
         f"on {c['firmware_student_top_class_agreement']:.2%}.",
         "Background (q+g) rejection 1/eps_B at fixed signal efficiency:",
         _table(["predictor", *[f"{s} @ {e}" for s in SIGNALS

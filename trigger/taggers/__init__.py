@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from trigger.config import CLASS_NAMES, ArchitectureConfig, QuantizerConfig, Recipe
 from trigger.errors import TriggerError
+from trigger.taggers import hgq
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,6 +32,7 @@ __all__ = [
     "build_teacher",
     "custom_objects",
     "dense_layers",
+    "hgq",
     "load_model",
     "predict",
     "quantize_weights_in_place",
@@ -146,7 +148,10 @@ def _build(
 
 
 def build_student(recipe: Recipe, n_features: int) -> tf.keras.Model:
-    """The model that becomes firmware: QKeras if `quantization.enabled`, else float layers."""
+    """The model that becomes firmware: QKeras (or HGQ, `quantization.method: hgq`) if
+    `quantization.enabled`, else float layers."""
+    if recipe.quantization.enabled and recipe.quantization.method == "hgq":
+        return hgq.build_student(recipe, n_features)
     quantized = recipe if recipe.quantization.enabled else None
     return _build(recipe.architecture, recipe.data.n_constituents, n_features, quantized, "student")
 
@@ -180,7 +185,10 @@ def copy_dense_weights(source: tf.keras.Model, target: tf.keras.Model) -> None:
         if layer.name not in weights:
             msg = f"internal: the float reference has no layer {layer.name!r}"
             raise TriggerError(msg)
-        layer.set_weights(weights[layer.name])
+        # Kernel and bias only: an HGQ layer also holds its learned bit widths.
+        kernel, bias = weights[layer.name]
+        layer.kernel.assign(kernel)
+        layer.bias.assign(bias)
 
 
 def quantize_weights_in_place(model: tf.keras.Model) -> None:
@@ -208,7 +216,7 @@ def custom_objects() -> dict[str, Any]:
     """What `keras.models.load_model` needs for any model this module builds."""
     from qkeras.utils import _add_supported_quantized_objects
 
-    objects: dict[str, Any] = {}
+    objects: dict[str, Any] = hgq.custom_objects()
     _add_supported_quantized_objects(objects)
     return objects
 
