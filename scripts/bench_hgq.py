@@ -2,11 +2,14 @@
 
     .venv/bin/trigger sweep models/sweeps/pareto.yaml --out sweeps/pareto
     .venv/bin/trigger sweep models/sweeps/hgq.yaml --out sweeps/hgq [--confirm-front]
-    .venv/bin/python scripts/bench_hgq.py sweeps/pareto sweeps/hgq --out docs/hgq_fronts.png
+    .venv/bin/trigger sweep models/sweeps/hgq_widths.yaml --out sweeps/hgq_widths
+    .venv/bin/python scripts/bench_hgq.py sweeps/pareto sweeps/hgq sweeps/hgq_widths \
+        --out docs/hgq_fronts.png
 
-Both sweeps train label-only for at most 20 epochs on the same data, so their fronts compare
-like for like. LUTs are Yosys's where a sweep confirmed its front (`--confirm-front`), da4ml's
-estimate elsewhere, as in each sweep's own pareto.png. Prints every HGQ trial with its bit
+The first sweep is QKeras's, the others HGQ's (their trials make one HGQ front). Every sweep
+trains label-only for at most 20 epochs on the same data, so the fronts compare like for like.
+LUTs are Yosys's where a sweep confirmed its front (`--confirm-front`), da4ml's estimate
+elsewhere, as in each sweep's own pareto.png. Prints every HGQ trial with its settings and bit
 widths, and the references (the QKeras default and the literature Deep Sets).
 """
 
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trigger.config import load_recipe
 from trigger.plots import log_x, pyplot, save_png
 from trigger.sweep.results import non_dominated
 
@@ -69,21 +73,28 @@ def plot(sweeps: dict[str, list[dict]], references: dict[str, dict], path: Path)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("qkeras", type=Path, help="output directory of the QKeras sweep")
-    parser.add_argument("hgq", type=Path, help="output directory of the HGQ sweep")
+    parser.add_argument("hgq", type=Path, nargs="+", help="output directories of HGQ sweeps")
     parser.add_argument("--out", type=Path, default=Path("docs/hgq_fronts.png"))
     args = parser.parse_args()
-    for sweep in (args.qkeras, args.hgq):
+    for sweep in (args.qkeras, *args.hgq):
         if not (sweep / "trials.csv").is_file():
             parser.error(f"{sweep}: no trials.csv (run trigger sweep first)")
-    sweeps = {"QKeras": read_trials(args.qkeras), "HGQ": read_trials(args.hgq)}
-    references = json.loads((args.hgq / "pareto.json").read_text())["references"]
+    hgq = [row for sweep in args.hgq for row in read_trials(sweep)]
+    sweeps = {"QKeras": read_trials(args.qkeras), "HGQ": hgq}
+    references: dict[str, dict] = {}
+    for sweep in args.hgq:
+        references |= json.loads((sweep / "pareto.json").read_text())["references"]
     print("design | accuracy | LUT | FF | latency [ns] | weight bits | activation bits | zero-bit")
     for name, f in references.items():
         print(f"{name} (QKeras) | {f['accuracy']:.4f} | {f['lut']} | {f['ff']} | "
               f"{f['latency_ns']:g} | - | - | -")  # fmt: skip
-    for r in sweeps["HGQ"]:
+    for r in hgq:
         metrics = json.loads(Path(r["directory"], "run", "metrics.json").read_text())["student"]
-        print(f"HGQ beta {r['quantization.hgq.beta']} | {r['accuracy']:.4f} | {r['LUT']:.0f} | "
+        recipe = load_recipe(Path(r["directory"], "run", "recipe.yaml"))
+        arch = recipe.architecture
+        settings = (f"N {recipe.data.n_constituents}, phi {arch.phi}, rho {arch.rho}, "
+                    f"beta {recipe.quantization.hgq.beta:g}")  # fmt: skip
+        print(f"HGQ {settings} | {r['accuracy']:.4f} | {r['LUT']:.0f} | "
               f"{r['ff']} | {r['latency_ns']} | {metrics['mean_weight_bits']:.2f} | "
               f"{metrics['mean_activation_bits']:.2f} | "
               f"{metrics['zero_bit_weight_fraction']:.2f}")  # fmt: skip

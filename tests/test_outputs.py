@@ -372,6 +372,7 @@ def test_an_output_on_a_read_only_file_system_is_one_line(work: Path) -> None:
         ("quantization.output={bits: 6, integer: 6}", "quantization.output: integer (6)"),
         ("data.n_constituents=12", "mean pooling over 12 constituents"),
         ("data.features=[pt, ptrel]", "feature 'ptrel' is not computed by the firmware's"),
+        ("quantization.method=hgq", "hgq prunes by learning zero-bit weights"),
     ],
 )
 def test_a_recipe_firmware_cannot_build_is_refused_at_load(tmp_path, override, message) -> None:
