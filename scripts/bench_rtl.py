@@ -131,6 +131,9 @@ def main() -> None:
     for run in args.runs:
         if not (run / "student.h5").is_file():
             parser.error(f"{run}: no student.h5 (train it with trigger train-and-compress)")
+    names = [run.name for run in args.runs]
+    if len(set(names)) < len(names):  # each run's RTL goes to OUT/<its directory name>/rtl
+        parser.error("two runs share a directory name: bench them with separate --out")
 
     if args.estimate_only:
         print_table([estimate(run) for run in args.runs], ESTIMATE_COLUMNS)
