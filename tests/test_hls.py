@@ -156,15 +156,15 @@ def assert_bit_exact(fw: Firmware, words: np.ndarray) -> None:
 def rounding_stress(fast, words: np.ndarray) -> dict[str, int]:
     """How many values meet an exact rounding tie, and how many saturate, at the network's
     quantizers on these words: what makes a set of jets adversarial for an emulator."""
-    from trigger.hls.fast import _APPLY, _grid
+    from trigger.hls.fast import _APPLY
 
     candidates, jets = split_words(words, fast.stage.n_constituents)
     x = fast.stage.apply(candidates, jets).astype(np.float64)
     ties = saturated = 0
     for op in fast.operations:
         if op.kind == "round":
-            lsb, low, high = _grid(op.fmt)
-            codes = x / lsb
+            codes = x / float(op.fmt.lsb)
+            low, high = float(op.fmt.min / op.fmt.lsb), float(op.fmt.max / op.fmt.lsb)
             ties += int(np.sum(codes - np.floor(codes) == 0.5))
             saturated += int(np.sum((codes < low - 0.5) | (codes > high + 0.5)))
         x = _APPLY[op.kind](x.copy(), op)

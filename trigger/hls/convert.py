@@ -351,13 +351,10 @@ def firmware_strategy(plan: Plan) -> None:
             lp.options["ReuseFactor"] = plan.firmware.reuse_factor
 
 
-STEPS: tuple[Step, ...] = (
-    quantize_weights,
-    input_format,
-    layer_formats,
-    per_particle_parallelism,
-    firmware_strategy,
-)
+# What the target asks of every layer, whichever quantizers set the formats.
+TARGET_STEPS: tuple[Step, ...] = (per_particle_parallelism, firmware_strategy)
+# A QKeras student's formats come from its quantizers (an HGQ student's: `convert_hgq`).
+STEPS: tuple[Step, ...] = (quantize_weights, input_format, layer_formats, *TARGET_STEPS)
 
 
 def rebuild_chain(model: Any) -> Any:
@@ -392,15 +389,14 @@ def plan_student(model: Any, firmware: FirmwareConfig) -> Plan:
     """Check the contract on a clone of `model` and apply every step in order (for an HGQ
     student, `convert_hgq` reads every format off its quantizers instead)."""
     if is_hgq(model):
-        plan = plan_hgq(model, firmware)
-        for step in (per_particle_parallelism, firmware_strategy):
-            step(plan)
-            plan.applied.append(step.__name__)
-        return plan
+        return _apply(plan_hgq(model, firmware), TARGET_STEPS)
     check_contract(model)  # before cloning, so errors name the caller's layers
     clone = rebuild_chain(model)
-    plan = Plan(clone, firmware, check_contract(clone), None)
-    for step in STEPS:
+    return _apply(Plan(clone, firmware, check_contract(clone), None), STEPS)
+
+
+def _apply(plan: Plan, steps: tuple[Step, ...]) -> Plan:
+    for step in steps:
         step(plan)
         plan.applied.append(step.__name__)
     return plan

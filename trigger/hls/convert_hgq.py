@@ -26,8 +26,8 @@ from trigger.hls.precision import Fixed, dense_accumulation, mean_pool_formats, 
 QUANTIZER = "FixedPointQuantizer"
 HGQ_LAYERS = ("InputLayer", QUANTIZER, "Dense", "ReLU", "AveragePooling1D", "MaxPooling1D",
               "Flatten")  # fmt: skip
-_ROUNDING = {"TRN": "TRN", "RND": "RND", "RND_CONV": "RND_CONV"}
-_SATURATION = {"SAT": "SAT", "WRAP": "WRAP"}
+ROUNDING_MODES = ("TRN", "RND", "RND_CONV")  # ap_fixed's names, which HGQ's quantizer uses
+SATURATION_MODES = ("SAT", "WRAP")
 
 
 def is_hgq(model: Any) -> bool:
@@ -43,8 +43,8 @@ def quantizer_format(layer: Any) -> Fixed:
     if len(k) != 1 or len(b) != 1 or len(i) != 1:
         msg = f"layer '{layer.name}': a format per element; the firmware takes one per layer"
         raise TriggerError(msg)
-    rounding, saturation = _ROUNDING.get(config["RND"]), _SATURATION.get(config["SAT"])
-    if rounding is None or saturation is None:
+    rounding, saturation = config["RND"], config["SAT"]
+    if rounding not in ROUNDING_MODES or saturation not in SATURATION_MODES:
         msg = f"layer '{layer.name}': modes {config['RND']}/{config['SAT']} are not supported"
         raise TriggerError(msg)
     if int(b[0]) == 0:

@@ -13,7 +13,6 @@ are, in their modes (half to even and saturation for QKeras). The HLS C++ emulat
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -24,19 +23,13 @@ import numpy as np
 from trigger.config import FirmwareConfig
 from trigger.errors import TriggerError
 from trigger.hls.convert import Operation
-from trigger.hls.precision import Fixed
+from trigger.hls.precision import to_codes
 from trigger.inputs import InputStage, split_words
 
 SIGNIFICANT_BITS = {np.float32: 24, np.float64: 53}
 # Jets per pass: the intermediate arrays of a block stay in cache (large arrays spend more
 # time on fresh memory pages than on arithmetic).
 BLOCK_JETS = 1024
-
-
-@functools.cache
-def _grid(fmt: Fixed) -> tuple[float, float, float]:
-    """(LSB, lowest code, highest code) of a format."""
-    return float(fmt.lsb), float(fmt.min / fmt.lsb), float(fmt.max / fmt.lsb)
 
 
 def _dense(x: np.ndarray, op: Operation) -> np.ndarray:
@@ -46,22 +39,10 @@ def _dense(x: np.ndarray, op: Operation) -> np.ndarray:
 
 
 def _round(x: np.ndarray, op: Operation) -> np.ndarray:
-    """Onto the format's grid by its rounding mode, then saturate or wrap (in place: x is an
-    intermediate)."""
-    lsb, low, high = _grid(op.fmt)
+    """Onto the format's grid in its modes (in place: x is an intermediate)."""
+    lsb = float(op.fmt.lsb)
     x *= 1.0 / lsb  # a power of two: exact
-    if op.fmt.rounding == "RND_CONV":  # half to even (QKeras)
-        np.rint(x, out=x)
-    elif op.fmt.rounding == "RND":  # half up (ap_fixed AP_RND)
-        np.floor(x + 0.5, out=x)
-    else:  # TRN: toward minus infinity
-        np.floor(x, out=x)
-    if op.fmt.saturation == "SAT":
-        np.clip(x, low, high, out=x)
-    else:
-        x -= low
-        np.mod(x, high - low + 1, out=x)
-        x += low
+    to_codes(x, op.fmt)
     x *= lsb
     return x
 

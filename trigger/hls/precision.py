@@ -215,3 +215,22 @@ def on_grid(values: np.ndarray, fmt: Fixed) -> np.ndarray:
     lsb = float(fmt.lsb)
     low, high = float(fmt.min / fmt.lsb), float(fmt.max / fmt.lsb)
     return np.clip(np.round(np.asarray(values, np.float64) / lsb), low, high) * lsb
+
+
+def to_codes(scaled: np.ndarray, fmt: Fixed) -> np.ndarray:
+    """Values in units of `fmt`'s LSB -> its integer codes by its rounding mode (RND_CONV half
+    to even, as QKeras; RND half up; TRN toward minus infinity), then saturated or wrapped to
+    its range, as ap_fixed casts (in place: `scaled` is a float array)."""
+    if fmt.rounding == "RND_CONV":
+        np.rint(scaled, out=scaled)
+    else:
+        if fmt.rounding == "RND":
+            scaled += 0.5
+        np.floor(scaled, out=scaled)
+    low, high = float(fmt.min / fmt.lsb), float(fmt.max / fmt.lsb)
+    if fmt.saturation == "SAT":
+        return np.clip(scaled, low, high, out=scaled)
+    scaled -= low
+    np.mod(scaled, high - low + 1, out=scaled)
+    scaled += low
+    return scaled

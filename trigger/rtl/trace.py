@@ -23,7 +23,7 @@ import numpy as np
 
 from trigger.config import FirmwareConfig
 from trigger.errors import TriggerError
-from trigger.hls.precision import Fixed, on_grid
+from trigger.hls.precision import Fixed, on_grid, to_codes
 from trigger.inputs import (
     ANGLE_PI,
     ATAN_STEP,
@@ -102,22 +102,17 @@ def _round_half_even_one(v: Any, fmt: Fixed) -> Any:
 def _const(v: Any, fmt: Fixed) -> Any:
     from da4ml.trace import FixedVariable
 
-    value = float(v.low) * 2**fmt.fractional
-    rounded = {"RND_CONV": np.round, "RND": lambda c: np.floor(c + 0.5), "TRN": np.floor}
-    code = float(rounded[fmt.rounding](value))
-    low, high = float(fmt.min / fmt.lsb), float(fmt.max / fmt.lsb)
-    if fmt.saturation == "SAT":
-        code = float(np.clip(code, low, high))
-    else:
-        code = (code - low) % (high - low + 1) + low
+    code = float(to_codes(np.array([float(v.low) * 2**fmt.fractional]), fmt)[0])
     return FixedVariable.from_const(code * 2.0**-fmt.fractional, hwconf=v.hwconf, _factor=1)
 
 
 def _quantize_one(v: Any, fmt: Fixed) -> Any:
     """One value onto `fmt` in its modes: QKeras's half to even (`_round_half_even_one`), or
     ap_fixed's truncation (TRN) or half up (RND), then saturation or wrap-around."""
-    if v.low == v.high or fmt.rounding == "RND_CONV":
-        return _const(v, fmt) if v.low == v.high else _round_half_even_one(v, fmt)
+    if v.low == v.high:
+        return _const(v, fmt)
+    if fmt.rounding == "RND_CONV":
+        return _round_half_even_one(v, fmt)
     k, i, f = kif(fmt)
     if fmt.rounding == "RND":
         v = v + 2.0 ** (-f - 1)
