@@ -213,8 +213,7 @@ def mean_pool_formats(x: Fixed, n: int) -> tuple[Fixed, Fixed]:
 def on_grid(values: np.ndarray, fmt: Fixed) -> np.ndarray:
     """Values rounded half to even onto `fmt`'s grid and saturated to its range."""
     lsb = float(fmt.lsb)
-    low, high = float(fmt.min / fmt.lsb), float(fmt.max / fmt.lsb)
-    return np.clip(np.round(np.asarray(values, np.float64) / lsb), low, high) * lsb
+    return to_codes(np.asarray(values, np.float64) / lsb, fmt.quantizing()) * lsb
 
 
 def to_codes(scaled: np.ndarray, fmt: Fixed) -> np.ndarray:
