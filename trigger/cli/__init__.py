@@ -2,8 +2,9 @@
 
 Heavy imports (TensorFlow, hls4ml, Pythia) live inside the commands so `trigger --help` is
 instant. Every `TriggerError`, and every error of the file system itself (read-only, full,
-no permission), becomes one line on stderr and exit code 2. SIGTERM unwinds like Ctrl-C, so a
-stage removes its temporary output and stops its workers.
+no permission), becomes one line on stderr and exit code 2; a `CheckFailed` (a gate, an
+exactness check) exit code 1; Ctrl-C exit code 130. SIGTERM unwinds like Ctrl-C, so a stage
+removes its temporary output and stops its workers, and exits 143.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import sys
 import click
 
 from trigger import __version__
-from trigger.errors import TriggerError
+from trigger.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CHECK_FAILED,
+    EXIT_INTERRUPTED,
+    CheckFailed,
+    TriggerError,
+)
 
 # TensorFlow's C++ start-up chatter (CUDA/TensorRT probes) is noise to users; set before any
 # command imports it.
@@ -33,15 +40,19 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except TriggerError as error:
             _fail(str(error))
+        except CheckFailed as error:
+            _fail(str(error), EXIT_CHECK_FAILED, "trigger")
+        except KeyboardInterrupt:
+            _fail("interrupted", EXIT_INTERRUPTED, "trigger")
         except OSError as error:
             if error.errno not in _FILE_SYSTEM_ERRORS:
                 raise
             _fail(f"{error.filename or 'file system'}: {error.strerror}")
 
 
-def _fail(message: str) -> None:
-    click.echo(f"trigger: error: {message}", err=True)
-    sys.exit(2)
+def _fail(message: str, code: int = EXIT_BAD_INPUT, prefix: str = "trigger: error") -> None:
+    click.echo(f"{prefix}: {message}", err=True)
+    sys.exit(code)
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from trigger.cli.options import engine, force
-from trigger.errors import TriggerError
+from trigger.errors import CheckFailed, TriggerError
 
 
 @click.command()
@@ -135,5 +134,5 @@ def report_gates(metrics: dict, out_dir: Path) -> None:
             failures.append(name)
     click.echo(f"report: {out_dir / 'report.html'}")
     if failures:
-        click.echo(f"trigger: validation gates failed: {', '.join(failures)}", err=True)
-        sys.exit(1)
+        msg = f"validation gates failed: {', '.join(failures)} (details: {out_dir / 'report.md'})"
+        raise CheckFailed(msg)
