@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -22,16 +23,27 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic import (
+    Strict as StrictType,
+)
 
 from trigger.errors import TriggerError
 from trigger.inputs import check_features
 
 CLASS_NAMES = ("g", "q", "W", "Z", "t")
 
-Bits = Annotated[int, Field(ge=1, le=32)]
-IntegerBits = Annotated[int, Field(ge=0, le=32)]
+# Integers are strict (`epochs: true` is not 1); floats refuse inf and NaN (Strict below).
+Int = Annotated[int, StrictType()]
+Bits = Annotated[int, StrictType(), Field(ge=1, le=32)]
+IntegerBits = Annotated[int, StrictType(), Field(ge=0, le=32)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
-PositiveInt = Annotated[int, Field(gt=0)]
+PositiveInt = Annotated[int, StrictType(), Field(gt=0)]
+# Epoch counts and widths beyond these are typing mistakes, refused before any work.
+Epochs = Annotated[int, StrictType(), Field(gt=0, le=100_000)]
+Width = Annotated[int, StrictType(), Field(gt=0, le=65_536)]
+Seed = Annotated[int, StrictType(), Field(ge=0, lt=2**31)]
+# A recipe's name is a directory name under runs/, firmware/ and validation/.
+PLAIN_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 
 
 class Strict(BaseModel):
@@ -39,7 +51,9 @@ class Strict(BaseModel):
 
     # The string under each field is its description: `trigger.config.recipe_reference`
     # builds docs/recipes.md from them.
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False
+    )
 
 
 class GenerationConfig(Strict):
@@ -85,7 +99,7 @@ class DataConfig(Strict):
     """`pt_eta`: weight every class to the same (pT, |eta|) spectrum in training."""
     split: tuple[Fraction, Fraction, Fraction] = (0.6, 0.2, 0.2)
     """Train, validation and test fractions."""
-    split_seed: int = 42
+    split_seed: Seed = 42
     """Seed of the shuffled split."""
     max_jets: PositiveInt | None = None
     """Read at most this many jets of the file (all when unset)."""
@@ -175,14 +189,14 @@ class ArchitectureConfig(Strict):
     kind: Literal["deepsets", "mlp", "transformer"] = "deepsets"
     """`deepsets`, `mlp`, or (teachers only) `transformer`."""
     # Deep Sets: per-constituent layers (phi), pooling over constituents, then jet layers (rho).
-    phi: tuple[PositiveInt, ...] = (32, 16)
+    phi: tuple[Width, ...] = (32, 16)
     """Deep Sets: widths of the per-constituent layers."""
-    rho: tuple[PositiveInt, ...] = (16,)
+    rho: tuple[Width, ...] = (16,)
     """Deep Sets and transformer: widths of the jet-level layers after pooling."""
     # Transformer (teachers only): constituents embedded to `embed` features, `blocks`
     # self-attention blocks of `heads` heads (no positional encoding, so permutation
     # invariant after the pooling), then rho as above.
-    embed: PositiveInt = 64
+    embed: Width = 64
     """Transformer: width of the constituent embedding."""
     blocks: PositiveInt = 2
     """Transformer: self-attention blocks."""
@@ -194,7 +208,7 @@ class ArchitectureConfig(Strict):
     activation: Literal["relu"] = "relu"
     """Hidden-layer activation."""
     # MLP baseline (kind: mlp): hidden widths after flattening the N x F constituents.
-    dense: tuple[PositiveInt, ...] = (64, 32, 32)
+    dense: tuple[Width, ...] = (64, 32, 32)
     """MLP: widths of the hidden layers after flattening the N x F inputs."""
 
     @model_validator(mode="after")
@@ -206,6 +220,15 @@ class ArchitectureConfig(Strict):
             msg = f"embed ({self.embed}) must be a multiple of heads ({self.heads})"
             raise ValueError(msg)
         return self
+
+    def dense_layer_names(self) -> tuple[str, ...]:
+        """The student's dense layers, as `quantization.layers` names them."""
+        if self.kind == "mlp":
+            hidden = [f"dense_{i}" for i in range(len(self.dense))]
+        else:
+            hidden = [f"phi_{i}" for i in range(len(self.phi))]
+            hidden += [f"rho_{j}" for j in range(len(self.rho))]
+        return (*hidden, "output_dense")
 
 
 class PruningConfig(Strict):
@@ -231,17 +254,17 @@ class TeacherConfig(Strict):
     """The teacher's network (float; a transformer by default)."""
     n_constituents: PositiveInt = 32
     """Constituents the teacher sees."""
-    epochs: PositiveInt = 30
+    epochs: Epochs = 30
     """Most epochs of teacher training (early stopping may end it sooner)."""
     learning_rate: float = Field(default=1e-3, gt=0)
     """Initial learning rate (cosine decay)."""
     # The teacher has its own batch, patience and seed so that a cached teacher depends on
     # nothing but the data and this section.
-    batch_size: PositiveInt = 256
+    batch_size: Width = 256
     """Teacher batch size."""
     patience: PositiveInt = 5
     """Epochs without validation improvement before the teacher stops."""
-    seed: int = 7
+    seed: Seed = 7
     """Seed of the teacher's initialisation and shuffling."""
 
 
@@ -262,9 +285,9 @@ class DistillationConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    epochs: PositiveInt = 30
+    epochs: Epochs = 30
     """Most epochs of float-reference and student training."""
-    batch_size: PositiveInt = 256
+    batch_size: Width = 256
     """Batch size."""
     optimizer: Literal["adam", "sgd"] = "adam"
     """`adam` or `sgd` (momentum 0.9)."""
@@ -274,7 +297,7 @@ class TrainingConfig(Strict):
     """`cosine` decay to zero over all steps, or `constant`."""
     patience: PositiveInt = 8
     """Epochs without validation improvement before training stops."""
-    seed: int = 7
+    seed: Seed = 7
     """Seed of initialisation and shuffling."""
     # Start the student from the trained float reference's weights, so QAT, pruning and
     # distillation fine-tune a network that already works instead of a random one.
@@ -316,9 +339,9 @@ class GatesConfig(Strict):
     """Smallest allowed fraction of test jets where firmware equals QKeras bit for bit."""
     max_latency_ns: float | None = None
     """Largest allowed firmware latency [ns]."""
-    max_lut: int | None = None
+    max_lut: Int | None = None
     """Largest allowed LUT count."""
-    max_dsp: int | None = None
+    max_dsp: Int | None = None
     """Largest allowed DSP count."""
     max_shift_degradation: float | None = None
     """Largest allowed accuracy the firmware loses under a distribution shift beyond what the
@@ -356,6 +379,17 @@ class Recipe(Strict):
     validation: ValidationConfig = ValidationConfig()
     """What `trigger validate` reports and the gates it applies."""
 
+    @field_validator("name")
+    @classmethod
+    def _name_is_plain(cls, name: str) -> str:
+        if not re.fullmatch(PLAIN_NAME, name):
+            msg = (
+                "must be a plain directory name (letters, digits, '_', '.', '-'; not starting "
+                "with '.'), since it names runs/NAME, firmware/NAME and validation/NAME"
+            )
+            raise ValueError(msg)
+        return name
+
     @field_validator("architecture")
     @classmethod
     def _student_is_convertible(cls, architecture: ArchitectureConfig) -> ArchitectureConfig:
@@ -374,6 +408,18 @@ class Recipe(Strict):
             raise ValueError(msg)
         if self.quantization.method == "hgq" and not self.quantization.enabled:
             msg = "quantization.method hgq needs quantization.enabled: true"
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _quantized_layers_exist(self) -> Recipe:
+        names = self.architecture.dense_layer_names()
+        unknown = [name for name in self.quantization.layers if name not in names]
+        if unknown:
+            msg = (
+                f"quantization.layers names '{unknown[0]}', which this architecture does not "
+                f"have (its dense layers: {', '.join(names)})"
+            )
             raise ValueError(msg)
         return self
 
@@ -412,12 +458,39 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
     return f"{source}: {where}{message}{shown}"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML (no tags that construct objects) where a key given twice is an error, not
+    silently the last value."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                msg = f"key '{key}' is given twice (line {key_node.start_mark.line + 1})"
+                raise yaml.constructor.ConstructorError(None, None, msg, key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """`text` as safe YAML; a one-line error naming `source` when it is not."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no tag constructs objects
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None and "line" not in problem else ""
+        msg = f"{source}: not valid YAML ({problem}{where})"
+        raise TriggerError(msg) from None
+
+
 def _parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         msg = f"--set expects KEY=VALUE, got '{text}'"
         raise TriggerError(msg)
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+    return key.strip().split("."), parse_yaml(raw, f"--set {text}")
 
 
 def _apply_override(tree: dict[str, Any], path: list[str], value: Any) -> None:
@@ -472,11 +545,7 @@ def read_mapping(path: Path, what: str, shape: str = "a mapping") -> dict[str, A
     if not path.is_file():
         msg = f"{what} not found: {path}"
         raise TriggerError(msg)
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        msg = f"{path}: not valid YAML ({str(error).splitlines()[0]})"
-        raise TriggerError(msg) from None
+    tree = parse_yaml(path.read_text(), str(path)) or {}
     if not isinstance(tree, dict):
         msg = f"{path}: a {what} must be {shape}"
         raise TriggerError(msg)

@@ -1,10 +1,10 @@
 """The exceptions the CLI turns into a one-line message and an exit code.
 
-    0    success
-    1    a check failed: a validation gate, or firmware that is not bit-exact with its model
-    2    bad input or environment (TriggerError)
-    130  interrupted (Ctrl-C)
-    143  terminated (SIGTERM)
+0    success
+1    a check failed: a validation gate, or firmware that is not bit-exact with its model
+2    bad input or environment (TriggerError)
+130  interrupted (Ctrl-C)
+143  terminated (SIGTERM)
 """
 
 EXIT_CHECK_FAILED = 1
