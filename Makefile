@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 # dataset (data/demo.png).
 demo: $(STAMP)
 	$(BIN)/trigger run models/default.yaml --workers $(WORKERS)
-	$(BIN)/trigger data inspect data/demo.h5 --plot data/demo.png
+	$(BIN)/trigger data inspect data/demo.h5 --plot data/demo.png --force
 
 # Two pytest workers, one test file each at a time: a file's session fixtures (a trained
 # pipeline, a compiled project) stay in one process.

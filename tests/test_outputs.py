@@ -36,6 +36,7 @@ from trigger.artifacts import (
 )
 from trigger.cli import cli
 from trigger.data.layout import JET_FEATURES, write_jets_file
+from trigger.errors import TriggerError
 
 pytest.importorskip("qkeras")
 
@@ -489,3 +490,75 @@ def test_a_killed_first_training_leaves_nothing(work: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads((work / "runs/fresh/artifact.json").read_text())["stage"] == TRAIN
     assert not (work / f"runs/.fresh.tmp-{pid}").exists()
+
+
+# --- seals are derived, not trusted ---------------------------------------------------------
+
+
+def test_an_edited_identity_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.txt").write_text("weights")
+    sealed = seal(out, TRAIN, {"data": "abc"})
+    marker = out / "artifact.json"
+    payload = json.loads(marker.read_text())
+    assert open_artifact(out, TRAIN).identity == sealed.identity
+    payload["identity"] = "0123456789abcdef"  # another run's identity, pasted in
+    marker.write_text(json.dumps(payload))
+    with pytest.raises(TriggerError, match=r"identity in artifact\.json is not the one its files"):
+        open_artifact(out, TRAIN)
+
+
+@pytest.mark.slow
+def test_a_run_given_another_identity_is_refused_downstream(work: Path) -> None:
+    marker = work / "runs/tiny/artifact.json"
+    payload = json.loads(marker.read_text())
+    payload["identity"] = open_artifact(work / "firmware/tiny", EMIT).sources["run"][::-1]
+    marker.write_text(json.dumps(payload))
+    result = trigger("emit-hls", "runs/tiny", "--out", "firmware/again", cwd=work)
+    assert_one_line_error(result, "runs/tiny: the identity in artifact.json")
+    result = trigger("validate", "runs/tiny", "--firmware", "firmware/tiny", "--out", "v",
+                     cwd=work)  # fmt: skip
+    assert_one_line_error(result, "runs/tiny: the identity in artifact.json")
+
+
+@pytest.mark.slow
+def test_a_missing_data_file_is_one_line_wherever_the_user_stands(work: Path) -> None:
+    elsewhere = work / "elsewhere"
+    elsewhere.mkdir()
+    recipe = yaml.safe_load((work / "tiny.yaml").read_text())
+    recipe["data"]["path"] = "toy.h5"  # relative to the working directory
+    (work / "relative.yaml").write_text(yaml.safe_dump(recipe))
+    result = trigger("train-and-compress", "../relative.yaml", "--out", "r", cwd=elsewhere)
+    assert_one_line_error(result, "data file toy.h5 not found", "relative to the current")
+    for option in ("--data", "--shifted"):
+        value = "missing.h5" if option == "--data" else "up=missing.h5"
+        result = trigger("validate", "../runs/tiny", "--firmware", "../firmware/tiny", "--out",
+                         "v", option, value, cwd=elsewhere)  # fmt: skip
+        assert_one_line_error(result, "missing.h5 not found")
+
+
+# --- single-file outputs follow the stage directories' rule ---------------------------------
+
+
+def test_a_plot_never_replaces_the_data_or_a_file_trigger_did_not_write(tmp_path: Path) -> None:
+    data = write_synthetic_file(tmp_path / "jets.h5", 40)
+    before = data.read_bytes()
+    plot = tmp_path / "jets.png"
+
+    def inspect(out: Path, *more: str) -> subprocess.CompletedProcess:
+        return trigger("data", "inspect", str(data), "--plot", str(out), *more, cwd=tmp_path)
+
+    assert_one_line_error(inspect(data, "--force"), "is this command's input")
+    assert data.read_bytes() == before
+    assert inspect(plot).returncode == 0 and plot.read_bytes().startswith(b"\x89PNG")
+    assert_one_line_error(inspect(plot), "pass --force")
+    assert inspect(plot, "--force").returncode == 0
+    foreign = tmp_path / "photo.png"
+    from PIL import Image
+
+    with Image.open(plot) as image:
+        image.save(foreign)  # the same picture, written by another program
+    kept = foreign.read_bytes()
+    assert_one_line_error(inspect(foreign, "--force"), "did not write it")
+    assert foreign.read_bytes() == kept

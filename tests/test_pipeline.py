@@ -163,8 +163,8 @@ def test_emulate_gives_every_jets_logits_chunk_by_chunk(pipeline, real_jets, tmp
     again = trigger(*args, cwd=tmp_path)
     assert again.returncode == 2
     assert again.stderr.strip() == (
-        f"trigger: error: {out} holds earlier `trigger emulate` predictions: pass --force to "
-        "replace them"
+        f"trigger: error: {out} holds an earlier `trigger emulate` output: pass --force to "
+        "replace it"
     )
     assert trigger(*args, "--force", cwd=tmp_path).returncode == 0
 
@@ -183,7 +183,10 @@ def test_emulate_refuses_what_does_not_fit_in_one_line(pipeline, real_jets, tmp_
             f"{narrow}: holds 16 constituents per jet, the firmware takes 32"
         ),
         ("--data", str(real_jets), "--out", str(narrow)): (
-            f"{narrow} exists and is not a `trigger emulate` output: choose another --out"
+            f"{narrow} exists and `trigger emulate` did not write it: choose another output"
+        ),
+        ("--data", str(narrow), "--out", str(narrow)): (
+            f"output {narrow} is this command's input {narrow}: choose another output"
         ),
     }
     for args, message in cases.items():

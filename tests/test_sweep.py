@@ -148,7 +148,16 @@ def test_four_trial_sweep_writes_its_outputs(client, tmp_path: Path) -> None:
     assert written["architecture"]["phi"] == member["params"]["architecture.phi"]
     assert written["training"]["epochs"] == 1, "the base recipe's own settings are kept"
     again = run_cli("recipe", "from-trial", str(out / "trials" / "0000"), "--out", str(recipe))
-    assert again.returncode == 2 and "exists" in again.stderr
+    assert again.returncode == 2 and "pass --force" in again.stderr
+    forced = ("recipe", "from-trial", str(out / "trials" / "0000"), "--out", str(recipe), "--force")
+    assert run_cli(*forced).returncode == 0
+    assert yaml.safe_load(recipe.read_text())["name"].endswith("-0000")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("name: mine\n")
+    result = run_cli("recipe", "from-trial", str(out / "trials" / "0000"), "--out", str(mine),
+                     "--force")  # fmt: skip
+    assert result.returncode == 2 and "did not write it" in result.stderr
+    assert mine.read_text() == "name: mine\n"
 
 
 @pytest.mark.slow

@@ -5,7 +5,8 @@ temporary name and renamed once complete, with `artifact.json` inside:
 
     stage      the command that wrote it: train-and-compress, emit-hls or validate
     files      {relative path: sha256} of everything it held when complete
-    identity   one hash over `files`: what a downstream stage records as its source
+    identity   one hash over `files`: what a downstream stage records as its source; derived
+               again from `files` on every open, so an edited identity is refused
     sources    what it was made from: identities of the data file, the run, the firmware,
                and digests of the recipe sections the stage read
 
@@ -54,7 +55,12 @@ def file_digest(path: str | Path) -> str:
 
 def data_identity(path: str | Path) -> str:
     """Content hash of a data file (hashed once per process while its size and time hold)."""
-    path = Path(path).resolve()
+    given = Path(path)
+    path = given.resolve()
+    if not path.is_file():
+        where = "" if given.is_absolute() else f" (relative to the current directory, {Path.cwd()})"
+        msg = f"data file {given} not found{where}"
+        raise TriggerError(msg)
     stat = path.stat()
     return _cached_digest(path, stat.st_size, stat.st_mtime_ns, stat.st_ino)[:16]
 
@@ -113,6 +119,9 @@ def open_artifact(directory: str | Path, stage: str) -> Artifact:
         raise TriggerError(msg)
     if artifact.stage != stage:
         msg = f"{directory} was written by `trigger {artifact.stage}`, not `trigger {stage}`"
+        raise TriggerError(msg)
+    if artifact.identity != _identity(artifact.files):
+        msg = f"{directory}: the identity in {MARKER} is not the one its files give (rerun it)"
         raise TriggerError(msg)
     for name, digest in artifact.files.items():
         path = directory / name

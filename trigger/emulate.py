@@ -22,7 +22,7 @@ import numpy as np
 from trigger.artifacts import EMIT, data_identity, open_artifact
 from trigger.errors import TriggerError
 from trigger.inputs import InputStage
-from trigger.io import atomic_path, check_writable
+from trigger.io import atomic_path, check_file_output
 
 ENGINES = ("fast", "hls")
 CHUNK_JETS = 50_000
@@ -43,23 +43,19 @@ def engine(firmware_dir: Path, name: str) -> Callable[[np.ndarray], np.ndarray]:
     raise TriggerError(msg)
 
 
-def _check_replaceable(out: Path, replace: bool) -> None:
-    """Only an earlier predictions file may be replaced, and only when asked."""
+def _ours(path: Path) -> bool:
     import h5py
 
-    if not out.exists():
-        return
     try:
-        with h5py.File(out, "r") as f:
-            ours = f.attrs.get("written_by") == STAGE_MARK
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("written_by") == STAGE_MARK
     except OSError:
-        ours = False
-    if not ours:
-        msg = f"{out} exists and is not a `trigger emulate` output: choose another --out"
-        raise TriggerError(msg)
-    if not replace:
-        msg = f"{out} holds earlier `trigger emulate` predictions: pass --force to replace them"
-        raise TriggerError(msg)
+        return False
+
+
+def _check_replaceable(out: Path, replace: bool, data_path: Path) -> None:
+    """Only an earlier predictions file may be replaced, and only when asked."""
+    check_file_output(out, "emulate", _ours, inputs=[data_path], replace=replace)
 
 
 def emulate_file(
@@ -85,8 +81,7 @@ def emulate_file(
     firmware = open_artifact(firmware_dir, EMIT)
     stage = InputStage.load(firmware_dir / "input_stage.json")
     n_jets = readable_jets(data_path, stage.n_constituents)
-    _check_replaceable(out, replace)
-    check_writable(out)
+    _check_replaceable(out, replace, data_path)
     run = engine(firmware_dir, engine_name)
     chunks = word_chunks(data_path, stage.n_constituents, chunk_jets)
     bar = tqdm(
@@ -96,7 +91,7 @@ def emulate_file(
         disable=None if progress else True,
     )
     with (
-        atomic_path(out, lambda final: _check_replaceable(final, replace)) as tmp,
+        atomic_path(out, lambda final: _check_replaceable(final, replace, data_path)) as tmp,
         h5py.File(tmp, "w") as h5,
     ):
         h5.attrs.update(

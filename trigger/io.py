@@ -8,7 +8,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,34 @@ def only_writer(final: Path, busy: str) -> Iterator[None]:
             yield
         finally:
             lock.unlink(missing_ok=True)
+
+
+def check_file_output(
+    out: Path,
+    command: str,
+    written_by: Callable[[Path], bool],
+    *,
+    inputs: Iterable[str | Path] = (),
+    replace: bool = False,
+) -> None:
+    """Refuse, with nothing touched, a file output that is one of the command's inputs, that
+    holds anything `trigger COMMAND` did not write (`written_by` tells), or, without `replace`,
+    an earlier output of it: the rule every stage directory follows, for single files."""
+    for source in inputs:
+        if out.resolve() == Path(source).resolve():
+            msg = f"output {out} is this command's input {source}: choose another output"
+            raise TriggerError(msg)
+    if out.is_dir():
+        msg = f"{out} is a directory: name a file to write"
+        raise TriggerError(msg)
+    if out.exists() or out.is_symlink():
+        if out.is_symlink() or not written_by(out):
+            msg = f"{out} exists and `trigger {command}` did not write it: choose another output"
+            raise TriggerError(msg)
+        if not replace:
+            msg = f"{out} holds an earlier `trigger {command}` output: pass --force to replace it"
+            raise TriggerError(msg)
+    check_writable(out)
 
 
 def check_writable(final: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,28 @@ def pyplot() -> Any:
     return plt
 
 
-def save_png(fig: Any, path: Path) -> Path:
+# The PNG `Software` text of every plot trigger writes: how a command knows a file at its
+# output path is an earlier plot of its own, and not something to keep.
+SOFTWARE = "trigger"
+
+
+def save_png(fig: Any, path: Path, before_replace: Callable[[Path], None] | None = None) -> Path:
     fig.set_layout_engine("constrained")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
+    with atomic_path(path, before_replace) as tmp:
+        fig.savefig(tmp, format="png", dpi=90, metadata={"Software": SOFTWARE})
     pyplot().close(fig)
     return path
+
+
+def is_trigger_png(path: Path) -> bool:
+    """Whether `path` is a PNG that `save_png` wrote."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and image.text.get("Software") == SOFTWARE
+    except (OSError, UnidentifiedImageError, ValueError):
+        return False
 
 
 def log_x(ax: Any) -> None:

@@ -180,19 +180,23 @@ def _variation_defaults(name: str | None) -> dict[str, Any]:
     "--plot",
     "png",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write per-class mass, soft-drop mass and multiplicity histograms here.",
+    help="Write per-class mass, soft-drop mass and multiplicity histograms here (a PNG; an "
+    "existing file is replaced only if it is an earlier plot of this command, with --force).",
 )
-def inspect(file: Path, as_json: bool, png: Path | None) -> None:
+@options.force
+def inspect(file: Path, as_json: bool, png: Path | None, force: bool) -> None:
     """Per-class counts, median (soft-drop) mass and mean multiplicity of FILE."""  # fmt: skip
-    from trigger.data.inspect import plot, summarize
+    from trigger.data.inspect import check_plot, plot, summarize
 
+    if png is not None:
+        check_plot(file, png, replace=force)
     summary = summarize(file)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         _print_table(file, summary)
     if png is not None:
-        click.echo(f"plot: {plot(file, png)}", err=as_json)
+        click.echo(f"plot: {plot(file, png, replace=force)}", err=as_json)
 
 
 def _print_table(file: Path, summary: dict) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from trigger.cli.options import recipe_overrides
+from trigger.cli.options import force, recipe_overrides
 
 
 @click.group()
@@ -51,23 +51,30 @@ def reference() -> None:
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
-    help="Recipe file to write (refused when it exists).",
+    help="Recipe file to write (an existing file is replaced only if this command wrote it, "
+    "with --force).",
 )
-def from_trial(trial_dir: Path, out: Path) -> None:
+@force
+def from_trial(trial_dir: Path, out: Path, force: bool) -> None:
     """Write the recipe a sweep trial trained (e.g. a Pareto-front member) as a recipe file.
 
     \b
     Example:
       trigger recipe from-trial sweeps/pareto/trials/0007 --out models/pareto-7.yaml
     """
-    from trigger.errors import TriggerError
-    from trigger.io import atomic_path
+    from trigger.io import atomic_path, check_file_output
     from trigger.sweep import recipe_from_trial
+    from trigger.sweep.driver import FROM_TRIAL_MARK
 
+    def check(final: Path) -> None:
+        def ours(path: Path) -> bool:
+            with path.open(errors="replace") as handle:
+                return handle.readline().startswith(FROM_TRIAL_MARK)
+
+        check_file_output(final, "recipe from-trial", ours, replace=force)
+
+    check(out)
     text = recipe_from_trial(trial_dir)
-    if out.exists():
-        msg = f"{out} exists: pick another --out (a recipe file is never overwritten)"
-        raise TriggerError(msg)
-    with atomic_path(out) as tmp:
+    with atomic_path(out, check) as tmp:
         tmp.write_text(text)
     click.echo(f"wrote {out}")

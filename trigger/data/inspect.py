@@ -9,7 +9,8 @@ import numpy as np
 from trigger.config import CLASS_NAMES
 from trigger.data.layout import OpenedJets
 from trigger.data.loader import read_jets
-from trigger.io import atomic_path
+from trigger.io import check_file_output
+from trigger.plots import is_trigger_png, pyplot, save_png
 
 
 def peak(values: np.ndarray, width: float = 2.0, top: float = 300.0) -> float:
@@ -42,13 +43,12 @@ def summarize(path: str | Path) -> dict[str, dict[str, float]]:
     return summary
 
 
-def plot(path: str | Path, png: str | Path) -> Path:
-    """Per-class distributions of jet mass, soft-drop mass and multiplicity, one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(path: str | Path, png: str | Path, replace: bool = False) -> Path:
+    """Per-class distributions of jet mass, soft-drop mass and multiplicity, one PNG; only an
+    earlier plot of this command is replaced, and only with `replace`."""
+    png = Path(png)
+    check_plot(path, png, replace)
+    plt = pyplot()
     sample = read_jets(path, n_constituents=1)
     labels = sample.labels
     panels = (
@@ -67,9 +67,9 @@ def plot(path: str | Path, png: str | Path) -> Path:
         ax.set_ylabel("density (unit area per class)")
     axes[0][0].legend(title="class")
     fig.suptitle(f"{Path(path).name}: {len(labels)} jets")
-    fig.tight_layout()
-    png = Path(png)
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return png
+    return save_png(fig, png, lambda final: check_plot(path, final, replace))
+
+
+def check_plot(path: str | Path, png: Path, replace: bool = False) -> None:
+    """Refuse a plot path that is the data file, or holds anything but an earlier plot."""
+    check_file_output(png, "data inspect", is_trigger_png, inputs=[path], replace=replace)

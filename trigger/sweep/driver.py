@@ -375,6 +375,10 @@ def confirm_front(front: list[dict[str, Any]], out: Path, data: Path, client: An
         )
 
 
+# The first words of every recipe file `trigger recipe from-trial` writes.
+FROM_TRIAL_MARK = "# trigger recipe from-trial: sweep trial"
+
+
 def trial_recipe(directory: Path) -> str:
     """A trial's recipe file: its base recipe's settings with the trial's overrides."""
     import yaml
@@ -390,5 +394,5 @@ def trial_recipe(directory: Path) -> str:
     tree["name"] = f"{tree['name']}-{directory.name}"
     recipe_from_dict(tree, source=str(record_file))  # refuse a trial whose recipe is invalid
     changes = ", ".join(record["overrides"]) or "no changes"
-    header = f"# Sweep trial {directory}: {Path(record['recipe']).name} with {changes}\n"
+    header = f"{FROM_TRIAL_MARK} {directory}: {Path(record['recipe']).name} with {changes}\n"
     return header + yaml.safe_dump(tree, sort_keys=False)
