@@ -26,7 +26,7 @@ from trigger.data.generate import (
     manifest_path,
     shard_plan,
 )
-from trigger.data.layout import JET_FEATURES, PARTICLE_FEATURES, write_jets_file
+from trigger.data.layout import JET_FEATURES, PARTICLE_FEATURES, OpenedJets, write_jets_file
 from trigger.data.loader import (
     flattening_weights,
     load_dataset,
@@ -457,3 +457,16 @@ def test_test_split_with_saved_input_stage_matches_training_time(synthetic_data,
     test = load_test_split(config.model_copy(update={"n_constituents": 8}), saved)
     np.testing.assert_array_equal(test.x, dataset.test.x)
     np.testing.assert_array_equal(test.y, dataset.test.y)
+
+
+def test_a_file_being_written_is_reported_as_locked(tmp_path) -> None:
+    path = tmp_path / "growing.h5"
+    script = f"import h5py, time\nf = h5py.File({str(path)!r}, 'w')\nprint('open', flush=True)\n"
+    with subprocess.Popen([sys.executable, "-c", script + "time.sleep(60)"],
+                          stdout=subprocess.PIPE, text=True) as writer:  # fmt: skip
+        try:
+            assert writer.stdout.readline().strip() == "open"
+            with pytest.raises(TriggerError, match="locked by another process, which is writ"):
+                OpenedJets(path)
+        finally:
+            writer.kill()

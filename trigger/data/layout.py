@@ -69,6 +69,9 @@ class OpenedJets:
             raise TriggerError(msg)
         try:
             self.file = h5py.File(self.path, "r")
+        except BlockingIOError:
+            msg = f"{self.path}: locked by another process, which is writing it (wait for it)"
+            raise TriggerError(msg) from None
         except OSError:
             msg = f"{self.path}: not an HDF5 file"
             raise TriggerError(msg) from None
