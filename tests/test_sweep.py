@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import yaml
@@ -268,15 +269,35 @@ def test_job_script_from_the_command_line(tmp_path: Path) -> None:
         ({"cluster": {"kind": "slurm", "cores": 4}}, [], "cluster.memory must be set"),
         ({"sampler": "grid", "space": {"training.learning_rate": {"low": 0.001, "high": 0.1}}},
          [], "the grid sampler needs choices or a step"),
+        ({"space": {"quantization.default.weight.bits": {"choices": [0, 8]}}}, [],
+         "space.quantization.default.weight.bits: the recipe refuses 0"),
+        ({"space": {"training.epochs": {"low": 0, "high": 2, "step": 1}}}, [],
+         "space.training.epochs: the recipe refuses 0"),
+        ({"data": "not_jets.h5"}, [], "not_jets.h5: missing HDF5 key"),
     ],
 )  # fmt: skip
 def test_bad_sweep_is_one_line_and_exit_2_before_any_trial(tmp_path, fields, options, message):
     out = tmp_path / "out"
+    with h5py.File(tmp_path / "not_jets.h5", "w") as f:
+        f["numbers"] = np.arange(4)
     result = run_cli("sweep", str(write_sweep(tmp_path, **fields)), "--out", str(out), *options)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not out.exists(), "nothing is written before the sweep is known to be sound"
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_every_trial_failed_exits_nonzero(tmp_path) -> None:
+    # Each value is valid alone; together with mean pooling, 12 candidates are not.
+    space = {"data.n_constituents": {"choices": [12]}, "architecture.phi": {"choices": [[4]]}}
+    out = tmp_path / "out"
+    sweep_file = write_sweep(tmp_path, space=space, trials=1, cluster={"workers": 1})
+    result = run_cli("sweep", str(sweep_file), "--out", str(out))
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("trigger: every trial failed") and "error.txt" in last
+    assert read_trials(out)[0]["state"] == "fail"
 
 
 @pytest.mark.slow

@@ -26,7 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trigger.errors import TriggerError
-from trigger.io import atomic_path, check_writable, remove_stale_temporaries, write_json
+from trigger.io import (
+    atomic_path,
+    check_writable,
+    remove_stale_temporaries,
+    require_file,
+    write_json,
+)
 
 MARKER = "artifact.json"
 TRAIN = "train-and-compress"
@@ -55,12 +61,7 @@ def file_digest(path: str | Path) -> str:
 
 def data_identity(path: str | Path) -> str:
     """Content hash of a data file (hashed once per process while its size and time hold)."""
-    given = Path(path)
-    path = given.resolve()
-    if not path.is_file():
-        where = "" if given.is_absolute() else f" (relative to the current directory, {Path.cwd()})"
-        msg = f"data file {given} not found{where}"
-        raise TriggerError(msg)
+    path = require_file(path).resolve()
     stat = path.stat()
     return _cached_digest(path, stat.st_size, stat.st_mtime_ns, stat.st_ino)[:16]
 

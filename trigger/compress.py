@@ -38,7 +38,7 @@ from trigger.artifacts import TRAIN, check_output, data_identity, stage_output
 from trigger.config import CLASS_NAMES, DataConfig, Recipe, save_recipe
 from trigger.data.loader import Dataset, JetSample, load_dataset
 from trigger.errors import TriggerError
-from trigger.io import Log, atomic_path, write_json
+from trigger.io import Log, atomic_path, require_file, write_json
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -498,10 +498,7 @@ def train_and_compress(
     receives a line per stage.
     """
     out_dir = Path(out_dir)
-    data_path = Path(data_path or recipe.data.path)
-    if not data_path.is_file():
-        msg = f"data file not found: {data_path} (make it with `trigger data generate`)"
-        raise TriggerError(msg)
+    data_path = require_file(data_path or recipe.data.path)
     recipe = recipe.model_copy(
         update={"data": recipe.data.model_copy(update={"path": str(data_path)})}
     )

@@ -539,6 +539,22 @@ def recipe_from_dict(tree: dict[str, Any], source: str = "recipe") -> Recipe:
         raise TriggerError(_format_validation_error(source, error)) from None
 
 
+def field_objection(tree: dict[str, Any], field: str) -> str | None:
+    """What the schema says against the value of `field` (a `--set` path) in the recipe `tree`,
+    or None: an objection to a combination of sections (mean pooling over 12 candidates, say)
+    is not one against the field."""
+    try:
+        Recipe.model_validate(_merged(Recipe().model_dump(mode="json"), tree))
+    except ValidationError as error:
+        parts = tuple(field.split("."))
+        for item in error.errors():
+            loc = tuple(str(part) for part in item["loc"])
+            if loc[: len(parts)] == parts:
+                message = item["msg"].removeprefix("Value error, ")
+                return f"{'.'.join(loc)}: {message} (got {item.get('input')!r})"
+    return None
+
+
 def read_mapping(path: Path, what: str, shape: str = "a mapping") -> dict[str, Any]:
     """A YAML file's top-level mapping; a one-line error when the file is missing, is not
     YAML, or holds something else (`what` names the file's role, `shape` what it must be)."""

@@ -98,6 +98,17 @@ def check_file_output(
     check_writable(out)
 
 
+def require_file(path: str | Path, what: str = "data file") -> Path:
+    """`path` if it is a file; else a one-line error that says where a relative path was
+    looked for (it depends on where the user stands)."""
+    path = Path(path)
+    if not path.is_file():
+        where = "" if path.is_absolute() else f" (looked for in {Path.cwd()})"
+        msg = f"{what} not found: {path}{where}"
+        raise TriggerError(msg)
+    return path
+
+
 def check_writable(final: Path) -> None:
     """Say in one line why `final` cannot be written, without creating anything."""
     existing = final.absolute().parent

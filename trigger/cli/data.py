@@ -74,7 +74,7 @@ def data() -> None:
     show_default=True,
     help="Jets per shard: the unit of parallelism and of resumption.",
 )
-@options.cluster
+@options.cluster("--cluster-config")
 @click.option(
     "--cluster-config",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
@@ -38,14 +39,18 @@ scheduler = click.option(
     help="Run on the running Dask cluster at ADDRESS (e.g. tcp://10.0.0.5:8786).",
 )
 
-cluster = click.option(
-    "--cluster",
-    "cluster_kind",
-    type=click.Choice(["local", "slurm", "htcondor", "pbs"]),
-    help="Start a Dask cluster: local (a LocalCluster of --workers processes) or a batch "
-    "system through dask-jobqueue, its queue, cores, memory and walltime from the `cluster:` "
-    "section of the sweep file or of --cluster-config.",
-)
+
+def cluster(resources_from: str) -> Callable[[Callable], Callable]:
+    """--cluster, whose batch resources come from `resources_from` (the command's own source
+    of a `cluster:` section)."""
+    return click.option(
+        "--cluster",
+        "cluster_kind",
+        type=click.Choice(["local", "slurm", "htcondor", "pbs"]),
+        help="Start a Dask cluster: local (a LocalCluster of --workers processes) or a batch "
+        "system through dask-jobqueue, its queue, cores, memory and walltime from the "
+        f"`cluster:` section of {resources_from}.",
+    )
 
 
 def cluster_settings(

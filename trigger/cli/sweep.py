@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from trigger.cli import options
+from trigger.errors import CheckFailed
 
 
 @click.command()
@@ -17,7 +18,7 @@ from trigger.cli import options
     help="Output directory (default: sweeps/NAME, NAME the sweep file's name). Rerunning the "
     "same command there resumes the sweep.",
 )
-@options.cluster
+@options.cluster("the sweep file")
 @options.scheduler
 @click.option(
     "--workers",
@@ -86,6 +87,11 @@ def sweep(
 def _report(summary: dict, out: Path) -> None:
     trials = summary["trials"]
     click.echo(f"trials: {trials['complete']} completed, {trials['fail']} failed")
+    if trials["fail"] and not trials["complete"]:
+        msg = (
+            f"every trial of the sweep failed (errors: {out}/trials/*/error.txt, {out}/trials.csv)"
+        )
+        raise CheckFailed(msg)
     for member in summary["front"]:
         figures, measured = member["figures"], member["measured"] or {}
         lut = measured.get("lut", figures["lut"])

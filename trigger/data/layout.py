@@ -14,6 +14,7 @@ import numpy as np
 
 from trigger.config import CLASS_NAMES
 from trigger.errors import TriggerError
+from trigger.io import require_file
 
 MAX_CONSTITUENTS = 150
 
@@ -63,10 +64,7 @@ class OpenedJets:
     """Validated handles into one layout file; raises a one-line error for anything off."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            msg = f"data file not found: {self.path}"
-            raise TriggerError(msg)
+        self.path = require_file(path)
         try:
             self.file = h5py.File(self.path, "r")
         except BlockingIOError:

@@ -38,10 +38,13 @@ def sweep(
 ) -> dict[str, Any]:
     """Run or resume the sweep into `out`, write its results; with `confirm`, measure the
     front's members through Verilator and Yosys and write the results again."""
+    from trigger.data.layout import OpenedJets
     from trigger.sweep.driver import confirm_front, run_sweep
     from trigger.sweep.results import completed, trial_rows, write_results
     from trigger.sweep.scaling import write_scaling
 
+    with OpenedJets(data):  # a file no trial can read is refused before the first
+        pass
     study = run_sweep(spec, out, data, client, log)
     summary = write_results(study, spec, out)
     if confirm and summary["front"]:

@@ -1,9 +1,10 @@
 """The sweep file: a base recipe, a search space over its fields, objectives, a budget.
 
 Every check that needs no training runs here, when the file is read: an unknown recipe field, an
-empty range, a sampler that cannot walk the space. A combination of values that the recipe
-schema refuses (mean pooling over 12 constituents, say) is a failed trial, recorded with its
-error, not a refused sweep.
+empty range, a sampler that cannot walk the space, a value of the space that the recipe schema
+refuses on its own (a choice of `bits: 0`, or either end of a range). A combination of values
+that the schema refuses (mean pooling over 12 constituents, say) is a failed trial, recorded
+with its error, not a refused sweep.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from trigger.cluster import ClusterConfig
-from trigger.config import Recipe, Strict, load_recipe, read_mapping, validated
+from trigger.config import (
+    Recipe,
+    Strict,
+    field_objection,
+    load_recipe,
+    read_mapping,
+    recipe_tree,
+    validated,
+)
 from trigger.errors import TriggerError
 
 # What a trial reports, and which way is better. LUT, FF and latency are da4ml's cost-model
@@ -67,6 +76,13 @@ class Dimension(Strict):
     def integer(self) -> bool:
         values = (self.low, self.high, self.step if self.step is not None else 1)
         return self.choices is None and all(float(v).is_integer() for v in values)
+
+    def extremes(self) -> list[Any]:
+        """Every choice, or both ends of the range: the values checked before any trial."""
+        if self.choices is not None:
+            return list(self.choices)
+        ends = [self.low, self.high]
+        return [int(v) for v in ends] if self.integer else ends
 
     def grid(self) -> list[Any]:
         """Every value, for the grid sampler."""
@@ -181,7 +197,20 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, Recipe]:
     base = load_recipe(spec.recipe, fixed_overrides(spec))
     for reference in spec.references:
         load_recipe(reference, fixed_overrides(spec))
+    _check_values(spec, path)
     return spec, base
+
+
+def _check_values(spec: SweepSpec, path: Path) -> None:
+    """A one-line error for a value of the space that the recipe schema refuses whatever the
+    other fields are (`bits: 0`, say): every trial it reaches would fail."""
+    for field, dimension in spec.space.items():
+        for value in dimension.extremes():
+            tree = recipe_tree(spec.recipe, [*fixed_overrides(spec), *overrides({field: value})])
+            objection = field_objection(tree, field)
+            if objection:
+                msg = f"{path}: space.{field}: the recipe refuses {json.dumps(value)}: {objection}"
+                raise TriggerError(msg)
 
 
 def fixed_overrides(spec: SweepSpec) -> list[str]:
