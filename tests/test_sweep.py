@@ -296,7 +296,7 @@ def test_a_sweep_whose_every_trial_failed_exits_nonzero(tmp_path) -> None:
     result = run_cli("sweep", str(sweep_file), "--out", str(out))
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("trigger: every trial failed") and "error.txt" in last
+    assert last.startswith("trigger: every trial of the sweep failed") and "error.txt" in last
     assert read_trials(out)[0]["state"] == "fail"
 
 
