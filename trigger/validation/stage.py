@@ -197,6 +197,9 @@ def validate(
     run = open_artifact(run_dir, TRAIN)
     firmware = open_artifact(firmware_dir, EMIT)
     require_source(firmware, "run", run)
+    from trigger.hls.stage import require_proven
+
+    require_proven(firmware_dir)  # not when its exactness checks failed at emit-hls
     recipe = load_recipe(firmware_dir / "recipe.yaml")
     if validation is not None:
         recipe = recipe.model_copy(update={"validation": validation})
