@@ -206,14 +206,17 @@ def failed_checks(emulation: dict[str, Any]) -> list[str]:
     return failed
 
 
-def require_proven(firmware_dir: str | Path) -> None:
-    """Refuse firmware whose exactness checks failed when emit-hls made it (`CheckFailed`)."""
+def require_proven(firmware_dir: str | Path) -> dict[str, Any]:
+    """The emulation.json of firmware whose exactness checks passed when emit-hls made it;
+    `CheckFailed` for any other."""
     path = Path(firmware_dir) / "emulation.json"
-    failed = failed_checks(json.loads(path.read_text()))
+    emulation = json.loads(path.read_text())
+    failed = failed_checks(emulation)
     if failed:
         checks = " and ".join(failed)
         msg = f"{firmware_dir} is not proven bit-exact: {checks} failed (details: {path})"
         raise CheckFailed(msg)
+    return emulation
 
 
 def write_project(
