@@ -106,10 +106,7 @@ def _reject(where: str, quantizer: str, what: str) -> TriggerError:
 def quantizer_format(quantizer: Any, where: str) -> Fixed:
     """The exact ap_fixed format of a QKeras `quantized_bits` or `quantized_relu` quantizer."""
     name, c = _cfg(quantizer, where)
-    bits, integer = c["bits"], c.get("integer", 0)
-    if any(isinstance(v, bool) or not float(v).is_integer() for v in (bits, integer)):
-        raise _reject(where, name, f"bits={bits!r}, integer={integer!r} (not whole numbers)")
-    bits, integer = int(bits), int(integer)
+    bits, integer = int(c["bits"]), int(c.get("integer", 0))
     if integer < 0:  # QKeras raises 2 to a negative integer power, which TensorFlow refuses
         msg = f"layer '{where}': QKeras cannot run {name} with integer={integer} (use integer >= 0)"
         raise TriggerError(msg)
