@@ -278,7 +278,9 @@ def build_wide(seed: int = 0, logit_bits: int = 34) -> Any:
     return model
 
 
-def _emit_own(model: Any, stage: Any, work: Path, name: str, jets_per_class: int = 40) -> Path:
+def _emit_own(
+    model: Any, stage: Any, work: Path, name: str, jets_per_class: int = 40, **options: Any
+) -> Path:
     from tests.conftest import write_synthetic_file
     from trigger.hls import emit_model
 
@@ -287,7 +289,9 @@ def _emit_own(model: Any, stage: Any, work: Path, name: str, jets_per_class: int
     data = work / "jets.h5"
     if not data.exists():
         write_synthetic_file(data, jets_per_class)
-    return emit_model(work / f"{name}.h5", work / f"{name}.json", work / name, data_path=data)
+    return emit_model(
+        work / f"{name}.h5", work / f"{name}.json", work / name, data_path=data, **options
+    )
 
 
 @pytest.fixture(scope="module")
@@ -342,7 +346,7 @@ def test_a_failed_exactness_check_exits_1_and_keeps_the_firmware_out_of_use(
 ) -> None:
     """A reference the firmware does not meet (here one output moved by one): emit-hls raises
     CheckFailed naming the checks and emulation.json, keeps the sealed directory for
-    inspection, and `trigger emulate` refuses it with exit 1."""
+    inspection (without spending --rtl on it), and `trigger emulate` refuses it with exit 1."""
     import json
     import subprocess
     import sys
@@ -360,12 +364,14 @@ def test_a_failed_exactness_check_exits_1_and_keeps_the_firmware_out_of_use(
         return values, name
 
     monkeypatch.setattr(stage, "exact_reference", one_output_off)
+    rtl = bool(shutil.which("verilator") and shutil.which("yosys"))
     with pytest.raises(CheckFailed) as info:
-        _emit_own(build(MODELS[5]), MODELS[5].stage, tmp_path, "fw", jets_per_class=20)
+        _emit_own(build(MODELS[5]), MODELS[5].stage, tmp_path, "fw", jets_per_class=20, rtl=rtl)
     message = str(info.value)
     assert "\n" not in message and str(tmp_path / "fw" / "emulation.json") in message
     assert "bit-exact check" in message and "testbench (bit-exact: " in message
     open_artifact(tmp_path / "fw", EMIT)  # complete and sealed, for inspection
+    assert not (tmp_path / "fw" / "rtl").exists()
     emulation = json.loads((tmp_path / "fw" / "emulation.json").read_text())
     assert len(emulation["failed_checks"]) == 2
     assert emulation["testbench"]["exit_code"] == 1

@@ -488,6 +488,9 @@ def _write_firmware(
     estimate(student, stage, tmp, firmware, student=True)
     if float_model is not None:
         estimate(float_model, stage, tmp / FLOAT_REFERENCE_DIR, firmware, student=False)
+    if result["failed_checks"] and (rtl or synth):
+        say("emit-hls: the exactness checks failed: no --rtl or --synth on this firmware")
+        rtl = synth = False
     if rtl:
         emit_rtl(student, stage, tmp / "rtl", firmware, jets.words, hls_emulated=emulated, log=say)
     if synth:
