@@ -334,6 +334,7 @@ def test_emit_hls_stage(tmp_path: Path, toy_file: Path) -> None:
     assert emulation["jets"] == 400  # firmware.emulation_jets of the 800 test jets
     assert emulation["bit_exact_fraction"] == 1.0
     assert emulation["top_class_agreement"] == 1.0
+    assert emulation["reference"] == "keras-float32" and emulation["failed_checks"] == []
     expected = ["build_prj.tcl", "firmware/tagger.cpp", "emulator/libemulator.so"]
     expected += ["conversion.json", "student.h5", "input_stage.json", "recipe.yaml"]
     expected += ["firmware/input_stage.h", "firmware/input_stage_params.h"]
@@ -352,6 +353,35 @@ def test_emit_hls_stage(tmp_path: Path, toy_file: Path) -> None:
     student = load_model(out / "student.h5")
     x = InputStage.load(out / "input_stage.json").apply_words(words)
     np.testing.assert_array_equal(emulate(out, words), student.predict(x, verbose=0))
+
+
+def test_validate_refuses_firmware_whose_exactness_checks_failed(
+    tmp_path: Path, toy_file: Path
+) -> None:
+    """A firmware directory emit-hls completed with failed checks (kept for inspection) is
+    refused by validate, exit 1, before any work: its emulation.json names what failed."""
+    from trigger.artifacts import EMIT, open_artifact
+    from trigger.errors import CheckFailed
+    from trigger.io import write_json
+    from trigger.validation.stage import validate
+
+    run = tmp_path / "runs" / "toy"
+    _make_run(run, toy_file)
+    firmware = tmp_path / "fw"
+    firmware.mkdir()
+    write_json(firmware / "emulation.json", {
+        "jets": 400, "bit_exact_fraction": 0.25, "reference": "keras-float32",
+        "testbench": {"jets": 400, "exit_code": 1, "printed": "bit-exact: 100 of 400 jets"},
+    })  # fmt: skip
+    seal(firmware, EMIT, {"run": open_artifact(run, TRAIN).identity})
+    with pytest.raises(CheckFailed) as info:
+        validate(run, firmware, tmp_path / "validation")
+    assert str(info.value) == (
+        f"{firmware} is not proven bit-exact: bit-exact check (fraction 0.25 of 400 jets, "
+        "against keras-float32) and testbench (bit-exact: 100 of 400 jets) failed "
+        f"(details: {firmware / 'emulation.json'})"
+    )
+    assert not (tmp_path / "validation").exists()
 
 
 def assert_testbench_proves_exactness(project: Path, scratch: Path) -> None:

@@ -11,6 +11,7 @@ candidate, padding); two also run as Verilog in Verilator.
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,6 +181,7 @@ def test_hand_written_deepsets_verilog_equals_the_emulator(hand: Hand, tmp_path:
     [
         ("alpha", "layer 'f0': quantized_bits with alpha=0.5 (use alpha=1) has no exact"),
         ("float_relu", "layer 'f0_relu': 'relu' is not a QKeras quantizer (use quantized_bits"),
+        ("negative_integer", "layer 'f0_relu': QKeras cannot run quantized_relu with integer=-1"),
     ],
 )
 def test_unsupported_settings_name_the_layer_and_the_choice(change: str, message: str) -> None:
@@ -196,7 +198,8 @@ def test_unsupported_settings_name_the_layer_and_the_choice(change: str, message
     inputs = tf.keras.layers.Input((8, 3))
     x = QActivation(quantized_bits(8, 2, alpha=1), name="q")(inputs)
     x = dense(4, "f0", alpha=0.5 if change == "alpha" else 1)(x)
-    x = QActivation("relu" if change == "float_relu" else "quantized_relu(6,2)", name="f0_relu")(x)
+    relu = {"float_relu": "relu", "negative_integer": "quantized_relu(6,-1)"}
+    x = QActivation(relu.get(change, "quantized_relu(6,2)"), name="f0_relu")(x)
     x = tf.keras.layers.GlobalAveragePooling1D()(x)
     model = tf.keras.Model(inputs, dense(5, "logits")(x))
     with pytest.raises(TriggerError) as info:
@@ -243,3 +246,214 @@ def test_emit_hls_takes_a_model_file_written_outside_the_project(tmp_path: Path)
     assert done.stderr.startswith("trigger: error: layer 'norm' (BatchNormalization)")
     assert "QDense" in done.stderr and done.stderr.count("\n") == 1
     assert not (tmp_path / "fw2").exists()
+
+
+# --- exactness beyond float32: wide logits, the reference, failed checks ---------------------
+
+WIDE = Hand(8, 3, 8, "mean", bias=True, strings=False)
+WIDE_STAGE = stage_for_random_words(WIDE.n, ("deta", "dphi", "pt"), 12, INPUT_INTEGER)
+
+
+def build_wide(seed: int = 0, logit_bits: int = 34) -> Any:
+    """A small Deep Sets with ap_fixed<34,17> logits: its logits and last sums need up to 28
+    significant bits, more than float32's 24 (Keras's float32 predict rounds them)."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
+
+    tf.keras.utils.set_random_seed(seed)
+    inputs = tf.keras.layers.Input((WIDE.n, WIDE.features), name="constituents")
+    x = QActivation(quantized_bits(12, INPUT_INTEGER, alpha=1), name="q_in")(inputs)
+    narrow, wide = quantized_bits(6, 0, alpha=1), quantized_bits(16, 6, alpha=1)
+    x = QDense(4, kernel_quantizer=narrow, bias_quantizer=narrow, name="f0")(x)
+    x = QActivation(quantized_relu(8, 3), name="f0_relu")(x)
+    x = tf.keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    x = QDense(5, kernel_quantizer=wide, bias_quantizer=wide, name="logits")(x)
+    logits = QActivation(quantized_bits(logit_bits, 16, alpha=1), name="out")(x)
+    model = tf.keras.Model(inputs, logits)
+    rng = np.random.default_rng(seed)
+    kernel, bias = model.get_layer("logits").get_weights()
+    model.get_layer("logits").set_weights(
+        [rng.uniform(-64, 64, kernel.shape), rng.uniform(-64, 64, bias.shape)]
+    )
+    return model
+
+
+def _emit_own(
+    model: Any, stage: Any, work: Path, name: str, jets_per_class: int = 40, **options: Any
+) -> Path:
+    from tests.conftest import write_synthetic_file
+    from trigger.hls import emit_model
+
+    _save(model, work / f"{name}.h5")
+    stage.save(work / f"{name}.json")
+    data = work / "jets.h5"
+    if not data.exists():
+        write_synthetic_file(data, jets_per_class)
+    return emit_model(
+        work / f"{name}.h5", work / f"{name}.json", work / name, data_path=data, **options
+    )
+
+
+@pytest.fixture(scope="module")
+def wide_firmware(tmp_path_factory) -> Path:
+    return _emit_own(build_wide(), WIDE_STAGE, tmp_path_factory.mktemp("wide"), "wide")
+
+
+@pytest.mark.slow
+def test_wide_logits_are_exact_in_both_engines_and_checked_against_the_integer_plan(
+    wide_firmware, tmp_path: Path
+) -> None:
+    """Logits wider than float32: `trigger emulate` gives the same exact values with either
+    engine, and emit-hls proved the firmware against the plan's exact arithmetic, not against
+    Keras's rounded float32 sums (which differ on some jets)."""
+    import json
+
+    import h5py
+
+    from trigger.emulate import emulate_file, engine
+    from trigger.taggers import load_model, predict
+
+    fw = wide_firmware
+    emulation = json.loads((fw / "emulation.json").read_text())
+    assert emulation["reference"] == "integer-plan"
+    assert emulation["bit_exact_fraction"] == 1.0 and emulation["failed_checks"] == []
+    assert emulation["testbench"]["exit_code"] == 0
+    assert "bit_exact_fraction" in emulation["keras_float32"]
+    conversion = json.loads((fw / "conversion.json").read_text())
+    assert conversion["output"] == "ap_fixed<34,17,AP_RND_CONV,AP_SAT>"
+    assert not conversion["keras_float32_exact"]
+
+    logits = {}
+    for name in ("hls", "fast"):
+        out = emulate_file(fw, fw.parent / "jets.h5", tmp_path / f"{name}.h5", engine_name=name,
+                           progress=False)  # fmt: skip
+        with h5py.File(out) as f:
+            logits[name] = f["logits"][:]
+    np.testing.assert_array_equal(logits["hls"], logits["fast"])
+    words = jets(WIDE, np.random.default_rng(7))
+    hls, fast = engine(fw, "hls")(words), engine(fw, "fast")(words)
+    assert hls.dtype == np.float64
+    np.testing.assert_array_equal(hls, fast)
+    # Not a vacuous case: float32 cannot hold these logits, and Keras's float32 sums round.
+    assert np.any(hls != hls.astype(np.float32))
+    keras = predict(load_model(fw / "student.h5"), WIDE_STAGE.apply_words(words))
+    assert 0.5 < np.mean(np.all(keras == hls, axis=1)) < 1
+
+
+@pytest.mark.slow
+def test_a_failed_exactness_check_exits_1_and_keeps_the_firmware_out_of_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reference the firmware does not meet (here one output moved by one): emit-hls raises
+    CheckFailed naming the checks and emulation.json, keeps the sealed directory for
+    inspection (without spending --rtl on it), and `trigger emulate` refuses it with exit 1."""
+    import json
+    import subprocess
+    import sys
+
+    from trigger.artifacts import EMIT, open_artifact
+    from trigger.errors import CheckFailed
+    from trigger.hls import stage
+
+    exact_reference = stage.exact_reference
+
+    def one_output_off(*args: Any) -> tuple[np.ndarray, str]:
+        values, name = exact_reference(*args)
+        values = values.copy()
+        values[0, 0] += 1.0
+        return values, name
+
+    monkeypatch.setattr(stage, "exact_reference", one_output_off)
+    rtl = bool(shutil.which("verilator") and shutil.which("yosys"))
+    with pytest.raises(CheckFailed) as info:
+        _emit_own(build(MODELS[5]), MODELS[5].stage, tmp_path, "fw", jets_per_class=20, rtl=rtl)
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path / "fw" / "emulation.json") in message
+    assert "bit-exact check" in message and "testbench (bit-exact: " in message
+    open_artifact(tmp_path / "fw", EMIT)  # complete and sealed, for inspection
+    assert not (tmp_path / "fw" / "rtl").exists()
+    emulation = json.loads((tmp_path / "fw" / "emulation.json").read_text())
+    assert len(emulation["failed_checks"]) == 2
+    assert emulation["testbench"]["exit_code"] == 1
+
+    trigger = str(Path(sys.executable).with_name("trigger"))
+    done = subprocess.run([trigger, "emulate", "fw", "--data", "jets.h5", "--out", "p.h5"],
+                          cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("trigger: fw is not proven bit-exact: bit-exact check")
+    assert done.stderr.count("\n") == 1 and not (tmp_path / "p.h5").exists()
+
+
+def test_values_wider_than_a_double_are_refused_before_compiling(tmp_path: Path) -> None:
+    from trigger.config import FirmwareConfig
+    from trigger.hls.fast import fast_emulator
+    from trigger.hls.stage import write_project
+
+    model = build_wide(logit_bits=60)
+    stage = WIDE_STAGE
+    message = "layer 'out' result ap_fixed<60,17,AP_RND_CONV,AP_SAT> needs 60 significant bits"
+    with pytest.raises(TriggerError, match=re.escape(message)):
+        fast_emulator(model, stage, FirmwareConfig())
+    with pytest.raises(TriggerError, match=re.escape(message)):
+        write_project(model, stage, tmp_path, FirmwareConfig())
+    assert not (tmp_path / "emulator").exists()
+
+
+@pytest.mark.parametrize(
+    ("contract", "problem"),
+    [
+        (
+            "[8, 3]",
+            "a JSON object with n_constituents, features, center, shift, input_bits, "
+            "input_integer is needed, not an array",
+        ),
+        ('"stage"', "is needed, not a string"),
+        ("{", "not JSON: "),
+        ('{"n_constituents": 8}', "missing features, center, shift, input_bits, input_integer"),
+        (None, "unknown colour"),
+        ({"n_constituents": "8"}, 'n_constituents must be a whole number, not "8"'),
+        ({"n_constituents": True}, "n_constituents must be a whole number, not true"),
+        ({"n_constituents": 0}, "n_constituents must be at least 1, not 0"),
+        ({"features": "pt"}, 'features must be a list of feature names, not "pt"'),
+        ({"center": [0, 1.5, 0]}, "center must be a list of whole numbers, not [0, 1.5, 0]"),
+        ({"shift": None}, "shift must be a list of whole numbers, not null"),
+        ({"input_bits": 12.5}, "input_bits must be a whole number, not 12.5"),
+    ],
+)
+def test_malformed_inputs_contract_is_one_line(contract: Any, problem: str, tmp_path: Path) -> None:
+    """`emit-hls --model --inputs FILE`: a FILE that is no complete contract of the right types
+    is refused in one line, exit 2, before the model or the data are read."""
+    import json
+
+    from trigger.hls import emit_model
+
+    good = stage_for_random_words(8, ("deta", "dphi", "pt"), 12, INPUT_INTEGER)
+    good.save(tmp_path / "good.json")
+    if contract is None:
+        contract = json.loads((tmp_path / "good.json").read_text()) | {"colour": "red"}
+    elif isinstance(contract, dict):
+        contract = json.loads((tmp_path / "good.json").read_text()) | contract
+    text = contract if isinstance(contract, str) else json.dumps(contract)
+    (tmp_path / "bad.json").write_text(text)
+    (tmp_path / "mine.h5").write_bytes(b"")  # never opened: the contract is refused first
+    with pytest.raises(TriggerError) as info:
+        emit_model(tmp_path / "mine.h5", tmp_path / "bad.json", tmp_path / "fw",
+                   data_path=tmp_path / "none.h5")  # fmt: skip
+    assert str(info.value).startswith(f"{tmp_path / 'bad.json'}: not an input-stage contract (")
+    assert problem in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "fw").exists()
+
+
+def test_inputs_given_a_json_list_exits_2_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "mine.json").write_text("[1, 2, 3]")
+    (tmp_path / "mine.h5").write_bytes(b"")
+    trigger = str(Path(sys.executable).with_name("trigger"))
+    args = ["emit-hls", "--model", "mine.h5", "--inputs", "mine.json", "--data", "x.h5"]
+    done = subprocess.run([trigger, *args, "--out", "fw"], cwd=tmp_path, capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("trigger: error: mine.json: not an input-stage contract (a JSON")
+    assert done.stderr.count("\n") == 1

@@ -79,6 +79,9 @@ def emulate_file(
         msg = f"--chunk-jets must be at least 1, got {chunk_jets}"
         raise TriggerError(msg)
     firmware = open_artifact(firmware_dir, EMIT)
+    from trigger.hls.stage import require_proven
+
+    require_proven(firmware_dir)  # not when its exactness checks failed at emit-hls
     stage = InputStage.load(firmware_dir / "input_stage.json")
     n_jets = readable_jets(data_path, stage.n_constituents)
     _check_replaceable(out, replace, data_path)

@@ -76,9 +76,11 @@ def emit_hls_cmd(
     Reads RUN/{student.h5, float.h5, recipe.yaml, input_stage.json}, checked against the run's
     seal. Writes to --out, which appears complete or not at all: the project (build scripts,
     firmware C++, weights), emulator/, conversion.json (every fixed-point type),
-    emulation.json (emulator vs QKeras on test jets, and the testbench's verdict), tb_data/
-    with the testbench that compares every output bit for bit, estimate.json (da4ml's cost
-    model: LUT, FF, latency) and float_reference/.
+    emulation.json (emulator vs the student on test jets, the reference used, and the
+    testbench's verdict), tb_data/ with the testbench that compares every output bit for bit,
+    estimate.json (da4ml's cost model: LUT, FF, latency) and float_reference/.
+    Exit 1 when the emulator or the testbench differs from the student: the directory is kept
+    for inspection, and validate and emulate refuse it.
     --set firmware.KEY=VALUE changes the firmware settings (part, clock_period, ...).
 
     \b

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from trigger.config import FirmwareConfig
 from trigger.errors import TriggerError
 from trigger.hls.convert_hgq import is_hgq, plan_hgq, port_format
 from trigger.hls.precision import (
+    FLOAT32_SIGNIFICANT_BITS,
     Accumulation,
     Fixed,
     dense_accumulation,
@@ -156,16 +158,28 @@ class Plan:
             if lp.options:
                 entry["options"] = dict(lp.options)
             layers[lp.name] = entry
-        accs = [lp.accumulation for lp in self.layers if lp.accumulation is not None]
         return {
             "steps": list(self.applied),
             "n_particles": self.n_particles,
             "input": self.layers[0].result.hls(),
             "output": self.layers[-1].result.hls(),
-            "max_accumulator_significant_bits": max((a.significant_bits for a in accs), default=0),
-            "keras_float32_exact": all(a.float32_exact for a in accs),
+            "max_accumulator_significant_bits": max(self.sum_bits(), default=0),
+            "keras_float32_exact": self.keras_float32_exact(),
             "layers": layers,
         }
+
+    def sum_bits(self) -> list[int]:
+        """Significant bits of every sum the model computes: each dense layer's, and each mean
+        pooling's (N values of the input format: log2(N) more bits than one)."""
+        bits = [lp.accumulation.significant_bits for lp in self.layers if lp.accumulation]
+        for previous, lp in itertools.pairwise(self.layers):
+            if lp.kind == "GlobalAveragePooling1D":
+                bits.append(previous.result.width + int(lp.layer.input.shape[1]).bit_length() - 1)
+        return bits
+
+    def keras_float32_exact(self) -> bool:
+        """Whether Keras, summing in float32, computes this model exactly."""
+        return max(self.sum_bits(), default=0) <= FLOAT32_SIGNIFICANT_BITS
 
 
 Step = Callable[[Plan], None]

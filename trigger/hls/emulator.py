@@ -191,8 +191,9 @@ class Emulator:
         elif slices:
             with ThreadPoolExecutor(max_workers=len(slices)) as pool:
                 list(pool.map(run, slices))
-        # Every firmware output fits float32 (<= 24 significant bits), as Keras returns.
-        return out.reshape((len(x), *self.output_shape)).astype(np.float32)
+        # The top function's outputs as `to_double()` gives them: exact, since emit-hls refuses
+        # any format wider than a double's 53 significant bits (`fast.exact_dtype`).
+        return out.reshape((len(x), *self.output_shape))
 
 
 _LOADED: dict[tuple[Path, int, int], Emulator] = {}
@@ -211,5 +212,5 @@ def load_emulator(project_dir: str | Path) -> Emulator:
 
 def emulate(project_dir: str | Path, words: np.ndarray) -> np.ndarray:
     """Run a firmware directory's C++ emulator on jets' L1 words, (jets, 3 N + 4) rows as
-    `JetSample.words` gives them; returns the logits, (jets, outputs) float32."""
+    `JetSample.words` gives them; returns the logits, (jets, outputs) float64, exact."""
     return load_emulator(project_dir)(words)

@@ -6,9 +6,11 @@ the same operations the da4ml trace turns into Verilog. Every value is a fixed-p
 held exactly in floating point: each dense sum fits its accumulator (the plan sizes it), so
 products and sums are exact in whatever order BLAS adds them, as long as every accumulator's
 significant bits fit the float type: float32 (24 bits) where they do, as for every shipped
-recipe, else float64 (53). Rounding and saturation happen where the firmware's quantizers
-are, in their modes (half to even and saturation for QKeras). The HLS C++ emulator
-(`trigger.hls.emulator`) stays the reference: tests hold the two equal bit for bit.
+QKeras recipe, else float64 (53); a plan needing more is refused (`exact_dtype`). Rounding and
+saturation happen where the firmware's quantizers are, in their modes (half to even and
+saturation for QKeras). The HLS C++ emulator (`trigger.hls.emulator`) stays the reference:
+tests hold the two equal bit for bit. Where Keras's float32 sums are not exact, emit-hls checks
+the firmware against this plan's arithmetic instead (`trigger.hls.stage.exact_reference`).
 """
 
 from __future__ import annotations
@@ -101,21 +103,41 @@ class FastEmulator:
         return x
 
 
+def exact_dtype(plan: Any) -> type:
+    """The narrowest float type holding every value and every sum of `plan` exactly: float32
+    (24 significant bits) or float64 (53). Wider is refused: no emulator of trigger's, nor
+    the C++ emulator's `double` outputs, could hold it."""
+    bits = {
+        f"layer '{lp.name}' {key} {fmt.hls()}": fmt.width
+        for lp in plan.layers
+        for key, fmt in lp.precision.items()
+    }
+    bits |= {
+        f"layer '{lp.name}' sums": lp.accumulation.significant_bits
+        for lp in plan.layers
+        if lp.accumulation
+    }
+    widest = max(bits, key=bits.get)
+    for dtype, significant in SIGNIFICANT_BITS.items():
+        if bits[widest] <= significant:
+            return dtype
+    msg = (
+        f"{widest} needs {bits[widest]} significant bits; trigger's emulators hold values "
+        f"exactly in float64, up to 53: narrow that format"
+    )
+    raise TriggerError(msg)
+
+
+def plan_emulator(plan: Any, stage: InputStage) -> FastEmulator:
+    """The fast emulator of a converted plan behind `stage`."""
+    return FastEmulator(stage, plan.arithmetic(), exact_dtype(plan))
+
+
 def fast_emulator(model: Any, stage: InputStage, firmware: FirmwareConfig) -> FastEmulator:
     """The fast emulator of `model` behind `stage`, from the same plan hls4ml's project has."""
     from trigger.hls.convert import plan_student
 
-    plan = plan_student(model, firmware)
-    widths = [f.width for lp in plan.layers for f in lp.precision.values()]
-    widths += [lp.accumulation.significant_bits for lp in plan.layers if lp.accumulation]
-    for dtype, bits in SIGNIFICANT_BITS.items():
-        if max(widths) <= bits:
-            return FastEmulator(stage, plan.arithmetic(), dtype)
-    msg = (
-        f"the fast emulator holds values in float64 (53 significant bits); this student needs "
-        f"{max(widths)}: use --engine hls"
-    )
-    raise TriggerError(msg)
+    return plan_emulator(plan_student(model, firmware), stage)
 
 
 def load_fast_emulator(firmware_dir: str | Path) -> FastEmulator:

@@ -107,6 +107,9 @@ def quantizer_format(quantizer: Any, where: str) -> Fixed:
     """The exact ap_fixed format of a QKeras `quantized_bits` or `quantized_relu` quantizer."""
     name, c = _cfg(quantizer, where)
     bits, integer = int(c["bits"]), int(c.get("integer", 0))
+    if integer < 0:  # QKeras raises 2 to a negative integer power, which TensorFlow refuses
+        msg = f"layer '{where}': QKeras cannot run {name} with integer={integer} (use integer >= 0)"
+        raise TriggerError(msg)
     if c.get("use_stochastic_rounding"):
         raise _reject(where, name, "stochastic rounding")
     if name == "quantized_bits":
@@ -149,15 +152,11 @@ def exact_values(values: np.ndarray, fmt: Fixed, where: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Accumulation:
-    """Exact format of a dense layer's sums, and whether float32 Keras computes them exactly."""
+    """Exact format of a dense layer's sums, and the significant bits they need."""
 
     accum: Fixed
     bound: Fraction  # largest magnitude of any partial sum
     significant_bits: int
-
-    @property
-    def float32_exact(self) -> bool:
-        return self.significant_bits <= FLOAT32_SIGNIFICANT_BITS
 
 
 def dense_accumulation(

@@ -7,8 +7,10 @@ firmware/NAME/ after the stage:
     emulator/libemulator.so         the firmware C++ compiled with g++ (see `emulate`)
     emulator.json                   how to call it (input/output shapes)
     conversion.json                 every layer's fixed-point types and the steps that set them
-    emulation.json                  emulator vs QKeras student on test jets, and the testbench's
-                                    verdict on tb_data/
+    emulation.json                  emulator vs the student on test jets, against an exact
+                                    reference (`reference`: keras-float32 where Keras's float32
+                                    sums are exact, else integer-plan), the testbench's verdict
+                                    on tb_data/, and `failed_checks`
     tb_data/, tagger_test.cpp       test vectors (L1 words) and the testbench that compares every
                                     output bit for bit (`csim` in Vivado/Vitis HLS, or g++:
                                     testbench/)
@@ -25,10 +27,14 @@ firmware/NAME/ after the stage:
 
 The directory is built under a temporary name and renamed when complete; each project's
 hls4ml_config.yml names the final directory, so hls4ml's `link_existing_project` opens it.
+When an exactness check fails (emulator or testbench against the reference), the directory is
+still completed and sealed, for inspection, and emit-hls raises `CheckFailed` (exit 1);
+`require_proven` then refuses it to `validate` and `emulate` until emit-hls succeeds there.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -58,7 +64,7 @@ from trigger.config import (
     save_recipe,
 )
 from trigger.data.loader import JetSample
-from trigger.errors import TriggerError
+from trigger.errors import CheckFailed, TriggerError
 from trigger.inputs import InputStage
 from trigger.io import write_json
 
@@ -142,14 +148,15 @@ def compare(emulated: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
     }
 
 
-def prove_with_testbench(project_dir: Path, student: Any, jets: JetSample) -> dict[str, Any]:
-    """Write the testbench and its vectors (the jets' words, the student's outputs on the input
-    stage's features), build it with g++ and run it, as Vivado/Vitis `csim` would; return what
-    it printed."""
+def prove_with_testbench(
+    project_dir: Path, jets: JetSample, expected: np.ndarray
+) -> dict[str, Any]:
+    """Write the testbench and its vectors (the jets' words, the outputs the firmware must give
+    on them), build it with g++ and run it, as Vivado/Vitis `csim` would; return what it
+    printed."""
     from trigger.hls.testbench import build_testbench, run_testbench, write_testbench
-    from trigger.taggers import predict
 
-    write_testbench(project_dir, jets.words, predict(student, jets.x))
+    write_testbench(project_dir, jets.words, expected)
     build_testbench(project_dir)
     done = run_testbench(project_dir)
     printed = done.stdout.strip().splitlines()
@@ -160,6 +167,58 @@ def prove_with_testbench(project_dir: Path, student: Any, jets: JetSample) -> di
     }
 
 
+# What the firmware is checked against (emulation.json's "reference"): Keras where it is exact,
+# else the plan's arithmetic, held exactly in float64 by the fast emulator.
+REFERENCES = {
+    "keras-float32": "input_stage.json (trigger.inputs) + student.h5 in Keras: exact, every sum "
+    "fits float32's 24 significant bits",
+    "integer-plan": "input_stage.json (trigger.inputs) + the student's fixed-point arithmetic as "
+    "conversion.json states it, exact in float64 (trigger.hls.fast): some sum needs more than "
+    "float32's 24 significant bits, so Keras's float32 predict rounds",
+}
+
+
+def exact_reference(
+    student: Any, plan: Any, stage: InputStage, jets: JetSample
+) -> tuple[np.ndarray, str]:
+    """The outputs the firmware must equal on `jets` and the name of their reference: Keras's
+    predict where its float32 sums are exact, else the plan's arithmetic (`REFERENCES`)."""
+    from trigger.hls.fast import plan_emulator
+    from trigger.taggers import predict
+
+    if plan.keras_float32_exact():
+        return predict(student, jets.x), "keras-float32"
+    return plan_emulator(plan, stage)(jets.words), "integer-plan"
+
+
+def failed_checks(emulation: dict[str, Any]) -> list[str]:
+    """The exactness checks an emulation.json records as failed (none: the firmware is the
+    model, bit for bit, on its test jets)."""
+    failed = []
+    if emulation.get("bit_exact_fraction") != 1.0:
+        failed.append(
+            f"bit-exact check (fraction {emulation.get('bit_exact_fraction')} of "
+            f"{emulation.get('jets')} jets, against {emulation.get('reference')})"
+        )
+    testbench = emulation.get("testbench", {})
+    if testbench.get("exit_code") != 0:
+        failed.append(f"testbench ({testbench.get('printed') or 'no verdict'})")
+    return failed
+
+
+def require_proven(firmware_dir: str | Path) -> dict[str, Any]:
+    """The emulation.json of firmware whose exactness checks passed when emit-hls made it;
+    `CheckFailed` for any other."""
+    path = Path(firmware_dir) / "emulation.json"
+    emulation = json.loads(path.read_text())
+    failed = failed_checks(emulation)
+    if failed:
+        checks = " and ".join(failed)
+        msg = f"{firmware_dir} is not proven bit-exact: {checks} failed (details: {path})"
+        raise CheckFailed(msg)
+    return emulation
+
+
 def write_project(
     student: Any, stage: InputStage, project_dir: str | Path, firmware: FirmwareConfig
 ) -> tuple[Any, Any]:
@@ -168,8 +227,10 @@ def write_project(
     from trigger.hls import input_stage
     from trigger.hls.convert import convert_student
     from trigger.hls.emulator import build_emulator
+    from trigger.hls.fast import exact_dtype
 
     hls_model, plan = convert_student(student, project_dir, firmware)
+    exact_dtype(plan)  # every value fits a double, as the emulator returns it
     input_stage.install(project_dir, stage, int(np.prod(student.output_shape[1:])))
     words = (3 * stage.n_constituents + 4,)
     build_emulator(project_dir, words, tuple(student.output_shape[1:]))
@@ -231,6 +292,7 @@ def emit_hls(
     with stage_output(out_dir, EMIT, sources, inputs=inputs, replace=replace) as tmp:
         _write_firmware(tmp, out_dir, source, synth=synth, rtl=rtl, log=log)
         save_recipe(recipe, tmp / "recipe.yaml")
+    require_proven(out_dir)
     return out_dir
 
 
@@ -259,7 +321,7 @@ def emit_model(
         if not path.is_file():
             msg = f"{what} not found: {path}"
             raise TriggerError(msg)
-    contract = InputStage.load(contract_path)
+    contract = load_contract(contract_path)
     firmware = override_section(FirmwareConfig(), "firmware", overrides)
     data = DataConfig(
         path=str(data_path), n_constituents=contract.n_constituents, features=contract.features
@@ -275,7 +337,62 @@ def emit_model(
     source = _Source(model_path, None, contract_path, data, firmware, data_path)
     with stage_output(out_dir, EMIT, sources, inputs=inputs, replace=replace) as tmp:
         _write_firmware(tmp, Path(out_dir), source, synth=synth, rtl=rtl, log=log)
+    require_proven(out_dir)
     return Path(out_dir)
+
+
+# The keys of an input-stage contract (`emit-hls --inputs`): the JSON kind of each ([int]: a
+# list of whole numbers), and its description.
+CONTRACT_KEYS = {
+    "n_constituents": (int, "a whole number"),
+    "features": ([str], "a list of feature names"),
+    "center": ([int], "a list of whole numbers"),
+    "shift": ([int], "a list of whole numbers"),
+    "input_bits": (int, "a whole number"),
+    "input_integer": (int, "a whole number"),
+}
+
+
+def _holds(value: Any, kind: Any) -> bool:
+    if isinstance(kind, list):
+        return isinstance(value, list) and all(_holds(v, kind[0]) for v in value)
+    return isinstance(value, kind) and not isinstance(value, bool)  # JSON true is no number
+
+
+def _contract_problem(fields: Any) -> str | None:
+    """What makes `fields` (a parsed JSON document) no input-stage contract, or None."""
+    if not isinstance(fields, dict):
+        got = {list: "an array", str: "a string", type(None): "null"}.get(type(fields), "a number")
+        return f"a JSON object with {', '.join(CONTRACT_KEYS)} is needed, not {got}"
+    missing = [key for key in CONTRACT_KEYS if key not in fields]
+    unknown = [key for key in fields if key not in CONTRACT_KEYS]
+    if missing or unknown:
+        return "; ".join(
+            f"{what} {', '.join(keys)}"
+            for what, keys in (("missing", missing), ("unknown", unknown))
+            if keys
+        )
+    for key, (kind, what) in CONTRACT_KEYS.items():
+        if not _holds(fields[key], kind):
+            return f"{key} must be {what}, not {json.dumps(fields[key])}"
+    if fields["n_constituents"] < 1:
+        return f"n_constituents must be at least 1, not {fields['n_constituents']}"
+    return None
+
+
+def load_contract(path: Path) -> InputStage:
+    """The input stage of a model made outside trigger, refused in one line unless it is a
+    complete contract of the right types (`CONTRACT_KEYS`)."""
+    try:
+        fields = json.loads(path.read_text())
+    except ValueError as error:
+        msg = f"{path}: not an input-stage contract (not JSON: {error})"
+        raise TriggerError(msg) from None
+    problem = _contract_problem(fields)
+    if problem is not None:
+        msg = f"{path}: not an input-stage contract ({problem})"
+        raise TriggerError(msg)
+    return InputStage.load(path)
 
 
 @dataclass(frozen=True)
@@ -353,14 +470,16 @@ def _write_firmware(
         _name_final_location(project, tmp, final)
 
     emulated = emulate(tmp, jets.words)
-    result = compare(emulated, predict(student, jets.x))
-    result["reference"] = "input_stage.json (trigger.inputs) + student.h5, Keras float32"
-    # Keras sums in float32: exact only while every accumulator fits 24 significant bits.
-    result["reference_exact"] = summary["keras_float32_exact"]
+    expected, reference = exact_reference(student, plan, stage, jets)
+    result = compare(emulated, expected)
+    result |= {"reference": reference, "reference_description": REFERENCES[reference]}
+    if reference != "keras-float32":  # how far Keras's own rounding is from the firmware
+        result["keras_float32"] = compare(emulated, predict(student, jets.x))
     result["data"] = str(source.data_path)
     say("emit-hls: building and running the C-simulation testbench (g++)")
-    bench = jets.take(np.arange(min(TESTBENCH_JETS, len(jets))))
-    result["testbench"] = prove_with_testbench(tmp, student, bench)
+    bench = np.arange(min(TESTBENCH_JETS, len(jets)))
+    result["testbench"] = prove_with_testbench(tmp, jets.take(bench), expected[bench])
+    result["failed_checks"] = failed_checks(result)
     write_json(tmp / "emulation.json", result)
     del hls_model
     from trigger.rtl import emit_rtl, estimate
@@ -369,6 +488,9 @@ def _write_firmware(
     estimate(student, stage, tmp, firmware, student=True)
     if float_model is not None:
         estimate(float_model, stage, tmp / FLOAT_REFERENCE_DIR, firmware, student=False)
+    if result["failed_checks"] and (rtl or synth):
+        say("emit-hls: the exactness checks failed: no --rtl or --synth on this firmware")
+        rtl = synth = False
     if rtl:
         emit_rtl(student, stage, tmp / "rtl", firmware, jets.words, hls_emulated=emulated, log=say)
     if synth:

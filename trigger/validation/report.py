@@ -254,7 +254,8 @@ def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
         f"# Validation report: {title}",
         f"Gates: **{verdict}**. Test split: {c['test_jets']} jets. Predictors: teacher (large "
         "float), float (the student's architecture, unquantised), student (quantized), firmware "
-        f"({engine}, bit-exact with the HLS project).",
+        f"({engine}, bit-exact with the HLS project, which emit-hls checked against the "
+        f"{c['firmware_proven_against']} reference).",
         "## Gates",
         _table(["gate", "value", "limit", "passed"],
                [[n, v["value"], v["limit"], "yes" if v["passed"] else "**NO**"]

@@ -197,6 +197,9 @@ def validate(
     run = open_artifact(run_dir, TRAIN)
     firmware = open_artifact(firmware_dir, EMIT)
     require_source(firmware, "run", run)
+    from trigger.hls.stage import require_proven
+
+    proof = require_proven(firmware_dir)  # not when its exactness checks failed at emit-hls
     recipe = load_recipe(firmware_dir / "recipe.yaml")
     if validation is not None:
         recipe = recipe.model_copy(update={"validation": validation})
@@ -238,6 +241,7 @@ def validate(
         ) | {"data": str(path)}
     classification = _classification(outputs, labels, recipe)
     classification["firmware_engine"] = engine
+    classification["firmware_proven_against"] = proof["reference"]
     hardware = _hardware(firmware_dir, recipe, test.candidates.shape[1])
     accuracy = {k: v["accuracy"] for k, v in classification["predictors"].items()}
     gates = evaluate_gates(
