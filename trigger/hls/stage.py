@@ -492,7 +492,8 @@ def _write_firmware(
         say("emit-hls: the exactness checks failed: no --rtl or --synth on this firmware")
         rtl = synth = False
     if rtl:
-        emit_rtl(student, stage, tmp / "rtl", firmware, jets.words, hls_emulated=emulated, log=say)
+        emit_rtl(student, stage, tmp / "rtl", firmware, jets.words, hls_emulated=emulated,
+                 reference=(expected, reference), log=say)  # fmt: skip
     if synth:
         for project in projects:
             say(f"emit-hls: synthesising {project.relative_to(tmp).as_posix()}")

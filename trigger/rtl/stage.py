@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from trigger.config import FirmwareConfig
-from trigger.errors import TriggerError
+from trigger.errors import CheckFailed, TriggerError
 from trigger.hls.convert import FLOAT_REFERENCE_FORMAT, input_port
 from trigger.inputs import InputStage
 from trigger.io import write_json
@@ -106,15 +106,18 @@ def emit_rtl(
     words: np.ndarray | None = None,
     *,
     hls_emulated: np.ndarray | None = None,
+    reference: tuple[np.ndarray, str] | None = None,
     yosys: bool = True,
     log: Any = None,
 ) -> dict[str, Any]:
     """Write the whole tagger's Verilog (input stage and student) to `out_dir`, simulate it on
     jets' L1 words (`words`, port rows as `JetSample.words` gives them), count resources.
 
-    The reference is the Python input stage's features through the QKeras student.
-    `hls_emulated`, the hls4ml emulator's outputs on the same jets, is compared too. Returns
-    the figures written to `out_dir/hardware.json`.
+    The reference is `reference` (the outputs the firmware must equal and their name, as
+    `trigger.hls.stage.exact_reference` gives them), by default the Python input stage's
+    features through the student in Keras float32. `hls_emulated`, the hls4ml emulator's
+    outputs on the same jets, is compared too. Returns the figures written to
+    `out_dir/hardware.json`; `CheckFailed` when the simulation is not bit-exact.
     """
     say = log or (lambda _msg: None)
     firmware = firmware or FirmwareConfig()
@@ -134,7 +137,9 @@ def emit_rtl(
     say("rtl: building the Verilator simulation")
     coding = PortCoding.of(pipe)
     binary = simulate.build(out_dir, coding)
-    expected = np.asarray(predict(model, stage.apply_words(words)), np.float64)
+    if reference is None:
+        reference = (predict(model, stage.apply_words(words)), "keras-float32")
+    expected = np.asarray(reference[0], np.float64)
     stream = simulate.run(binary, coding, words, extra_cycles=stages + 4)
     measured = simulate.measure(stream, expected)
     same = measured.pop("same")
@@ -152,7 +157,7 @@ def emit_rtl(
     }
     bit_exact: dict[str, Any] = {
         "jets": len(words),
-        "reference": "input_stage.json (trigger.inputs) + student.h5, Keras float32",
+        "reference": reference[1],
         "bit_exact_fraction": float(same.mean()),
         "top_class_agreement": float(np.mean(rtl_out.argmax(-1) == expected.argmax(-1))),
     }
@@ -200,7 +205,7 @@ def emit_rtl(
             f"{out_dir}: RTL simulation differs from the student on "
             f"{int((~same).sum())} of {len(words)} jets: see hardware.json"
         )
-        raise TriggerError(msg)
+        raise CheckFailed(msg)
     return figures
 
 
