@@ -14,7 +14,7 @@ are, in their modes (half to even and saturation for QKeras). The HLS C++ emulat
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,8 @@ import numpy as np
 
 from trigger.config import FirmwareConfig
 from trigger.errors import TriggerError
-from trigger.hls.convert import Operation
-from trigger.hls.precision import to_codes
+from trigger.hls.convert import Operation, Plan
+from trigger.hls.precision import Fixed, to_codes
 from trigger.inputs import InputStage, split_words
 
 SIGNIFICANT_BITS = {np.float32: 24, np.float64: 53}
@@ -106,25 +106,82 @@ def fast_emulator(model: Any, stage: InputStage, firmware: FirmwareConfig) -> Fa
     from trigger.hls.convert import plan_student
 
     plan = plan_student(model, firmware)
+    return _emulator(stage, plan.arithmetic(), _significant_bits(plan))
+
+
+def _significant_bits(plan: Plan) -> int:
+    """The most significant bits any value of the plan needs: what the float type must hold."""
     widths = [f.width for lp in plan.layers for f in lp.precision.values()]
     widths += [lp.accumulation.significant_bits for lp in plan.layers if lp.accumulation]
-    for dtype, bits in SIGNIFICANT_BITS.items():
-        if max(widths) <= bits:
-            return FastEmulator(stage, plan.arithmetic(), dtype)
+    return max(widths)
+
+
+def _emulator(stage: InputStage, operations: list[Operation], bits: int) -> FastEmulator:
+    for dtype, held in SIGNIFICANT_BITS.items():
+        if bits <= held:
+            return FastEmulator(stage, operations, dtype)
     msg = (
         f"the fast emulator holds values in float64 (53 significant bits); this student needs "
-        f"{max(widths)}: use --engine hls"
+        f"{bits}: use --engine hls"
     )
     raise TriggerError(msg)
 
 
+# What emit-hls writes into the firmware directory for the fast emulator: the plan's operations
+# (kind, name, format) and their weights, so that it loads without TensorFlow.
+ARITHMETIC = "fast_emulator.npz"
+
+
+def save_arithmetic(firmware_dir: str | Path, plan: Plan) -> Path:
+    """Write the plan's arithmetic (`Plan.arithmetic()`, exact float64 weights) to
+    `firmware_dir/fast_emulator.npz`."""
+    operations = plan.arithmetic()
+    layout = {
+        "significant_bits": _significant_bits(plan),
+        "operations": [
+            {
+                "kind": op.kind,
+                "name": op.name,
+                "weights": len(op.weights),
+                "format": None if op.fmt is None else asdict(op.fmt),
+            }
+            for op in operations
+        ],
+    }
+    weights = {
+        f"op{i}_weight{j}": w for i, op in enumerate(operations) for j, w in enumerate(op.weights)
+    }
+    path = Path(firmware_dir) / ARITHMETIC
+    with path.open("wb") as handle:  # np.savez would append .npz to a name without it
+        np.savez(handle, layout=np.array(json.dumps(layout)), **weights)
+    return path
+
+
+def _load_arithmetic(path: Path, stage: InputStage) -> FastEmulator:
+    with np.load(path, allow_pickle=False) as stored:
+        layout = json.loads(str(stored["layout"]))
+        operations = [
+            Operation(
+                op["kind"],
+                op["name"],
+                tuple(stored[f"op{i}_weight{j}"] for j in range(op["weights"])),
+                None if op["format"] is None else Fixed(**op["format"]),
+            )
+            for i, op in enumerate(layout["operations"])
+        ]
+    return _emulator(stage, operations, layout["significant_bits"])
+
+
 def load_fast_emulator(firmware_dir: str | Path) -> FastEmulator:
-    """The fast emulator of an emitted firmware directory (its student, input stage and firmware
-    settings, as emit-hls recorded them)."""
+    """The fast emulator of an emitted firmware directory: its input stage and the arithmetic
+    emit-hls recorded (`fast_emulator.npz`, no TensorFlow needed). A directory emitted without
+    that file is planned again from its student and firmware settings (TensorFlow)."""
+    firmware_dir = Path(firmware_dir)
+    stage = InputStage.load(firmware_dir / "input_stage.json")
+    if (firmware_dir / ARITHMETIC).is_file():
+        return _load_arithmetic(firmware_dir / ARITHMETIC, stage)
     from trigger.taggers import load_model
 
-    firmware_dir = Path(firmware_dir)
     conversion = json.loads((firmware_dir / "conversion.json").read_text())
     firmware = FirmwareConfig(**conversion["firmware"])
-    stage = InputStage.load(firmware_dir / "input_stage.json")
     return fast_emulator(load_model(firmware_dir / "student.h5"), stage, firmware)

@@ -6,6 +6,7 @@ firmware/NAME/ after the stage:
                                     (firmware/input_stage*.h) runs inside it, then the network
     emulator/libemulator.so         the firmware C++ compiled with g++ (see `emulate`)
     emulator.json                   how to call it (input/output shapes)
+    fast_emulator.npz               the network's arithmetic for the fast emulator (`emulate`)
     conversion.json                 every layer's fixed-point types and the steps that set them
     emulation.json                  emulator vs QKeras student on test jets, and the testbench's
                                     verdict on tb_data/
@@ -168,8 +169,10 @@ def write_project(
     from trigger.hls import input_stage
     from trigger.hls.convert import convert_student
     from trigger.hls.emulator import build_emulator
+    from trigger.hls.fast import save_arithmetic
 
     hls_model, plan = convert_student(student, project_dir, firmware)
+    save_arithmetic(project_dir, plan)  # the fast emulator loads it without TensorFlow
     input_stage.install(project_dir, stage, int(np.prod(student.output_shape[1:])))
     words = (3 * stage.n_constituents + 4,)
     build_emulator(project_dir, words, tuple(student.output_shape[1:]))
