@@ -14,19 +14,23 @@ and renamed when complete.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from trigger.artifacts import EMIT, data_identity, open_artifact
 from trigger.errors import TriggerError
 from trigger.inputs import InputStage
-from trigger.io import atomic_path, check_writable
+from trigger.io import atomic_path, check_writable, remove_stale_temporaries
 
 ENGINES = ("fast", "hls")
 CHUNK_JETS = 50_000
 STAGE_MARK = "trigger emulate"  # the `written_by` attribute of every predictions file
+T = TypeVar("T")
 
 
 def engine(firmware_dir: Path, name: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -41,6 +45,21 @@ def engine(firmware_dir: Path, name: str) -> Callable[[np.ndarray], np.ndarray]:
         return lambda words: emulate(firmware_dir, words)
     msg = f"unknown engine '{name}' (choose from {', '.join(ENGINES)})"
     raise TriggerError(msg)
+
+
+def _in_background(function: Callable[..., T], *args: object) -> Future[T]:
+    """`function(*args)` in a daemon thread: it runs beside the emulation (hashing a file
+    releases the GIL), and an interrupted command exits without waiting for it."""
+    future: Future[T] = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(function(*args))
+        except BaseException as error:  # handed to whoever asks for the result
+            future.set_exception(error)
+
+    threading.Thread(target=work, daemon=True).start()
+    return future
 
 
 def _check_replaceable(out: Path, replace: bool) -> None:
@@ -72,19 +91,23 @@ def emulate_file(
     replace: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Write the firmware's logits and top class for every jet of `data_path` to `out`."""
+    """Write the firmware's logits and top class for every jet of `data_path` to `out`.
+
+    The file needs no labels: only the words the firmware takes are read.
+    """
     import h5py
     from tqdm import tqdm
 
     from trigger.data.loader import readable_jets, word_chunks
 
     firmware_dir, data_path, out = Path(firmware_dir), Path(data_path), Path(out)
+    remove_stale_temporaries(out)  # what emulate runs killed mid-way left beside `out`
     if chunk_jets < 1:
         msg = f"--chunk-jets must be at least 1, got {chunk_jets}"
         raise TriggerError(msg)
     firmware = open_artifact(firmware_dir, EMIT)
     stage = InputStage.load(firmware_dir / "input_stage.json")
-    n_jets = readable_jets(data_path, stage.n_constituents)
+    n_jets = readable_jets(data_path, stage.n_constituents, labelled=False)
     _check_replaceable(out, replace)
     check_writable(out)
     run = engine(firmware_dir, engine_name)
@@ -95,20 +118,11 @@ def emulate_file(
         desc=f"emulating ({engine_name})",
         disable=None if progress else True,
     )
+    identity = _in_background(data_identity, data_path)
     with (
         atomic_path(out, lambda final: _check_replaceable(final, replace)) as tmp,
         h5py.File(tmp, "w") as h5,
     ):
-        h5.attrs.update(
-            {
-                "written_by": STAGE_MARK,
-                "firmware": str(firmware_dir),
-                "firmware_identity": firmware.identity,
-                "data": str(data_path),
-                "data_identity": data_identity(data_path),
-                "engine": engine_name,
-            }
-        )
         logits = top = None
         start = 0
         for words in chunks:
@@ -123,5 +137,15 @@ def emulate_file(
         if logits is None:
             msg = f"{data_path}: holds no jets"
             raise TriggerError(msg)
+        h5.attrs.update(
+            {
+                "written_by": STAGE_MARK,
+                "firmware": str(firmware_dir),
+                "firmware_identity": firmware.identity,
+                "data": str(data_path),
+                "data_identity": identity.result(),
+                "engine": engine_name,
+            }
+        )
     bar.close()
     return out
