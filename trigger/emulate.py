@@ -1,15 +1,18 @@
 """`trigger emulate`: a firmware's logits and decisions on every jet of a layout file.
 
 The file's jets are read as L1 words a chunk at a time (memory stays bounded whatever its
-size) and run through one of two emulators of the emitted project, both bit-exact with it:
+size; only the candidates and columns the words are made of are read, and no labels are
+needed) and run through one of two emulators of the emitted project, both bit-exact with it:
 
-    fast  the firmware's arithmetic vectorised with numpy (`trigger.hls.fast`)
+    fast  the firmware's arithmetic vectorised with numpy (`trigger.hls.fast`), loaded from
+          the directory's fast_emulator.npz (no TensorFlow)
     hls   the project's own C++ compiled with g++ (`trigger.hls.emulator`), the reference
 
 PREDICTIONS.h5 holds `logits` (jets, classes; the firmware's output values, exact) and
 `top_class` (jets,), in the file's jet order, with attributes naming the firmware (its
 identity), the data file (its identity) and the engine. It is written under a temporary name
-and renamed when complete.
+and renamed when complete; a file whose datasets declare more jets than it stores is refused
+before anything is written.
 """
 
 from __future__ import annotations
@@ -91,10 +94,7 @@ def emulate_file(
     replace: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Write the firmware's logits and top class for every jet of `data_path` to `out`.
-
-    The file needs no labels: only the words the firmware takes are read.
-    """
+    """Write the firmware's logits and top class for every jet of `data_path` to `out`."""
     import h5py
     from tqdm import tqdm
 

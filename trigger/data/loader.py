@@ -139,7 +139,7 @@ _TAIL_BYTES, _EDGE_BYTES = 1 << 20, 1 << 17
 def check_stored(path: str | Path, dataset: h5py.Dataset) -> None:
     """A one-line error when `dataset` declares more jets than the file stores: an unfinished
     or sparse file (HDF5 reads rows never written as zeros, so they would pass as jets)."""
-    rows = dataset.shape[0] if dataset.shape else 0
+    rows = dataset.shape[0]
     stored = _stored_rows(path, dataset)
     if stored < rows:
         msg = (
@@ -152,7 +152,7 @@ def check_stored(path: str | Path, dataset: h5py.Dataset) -> None:
 def _stored_rows(path: str | Path, dataset: h5py.Dataset) -> int:
     """How many leading rows of `dataset` are backed by stored data (all of them when that
     cannot be told: virtual or external datasets)."""
-    rows = dataset.shape[0] if dataset.shape else 0
+    rows = dataset.shape[0]
     if rows == 0 or dataset.size == 0 or dataset.is_virtual or dataset.external:
         return rows
     if dataset.chunks is not None:
