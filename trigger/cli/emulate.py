@@ -28,7 +28,7 @@ from trigger.cli.options import engine, force
 @click.option(
     "--chunk-jets",
     type=click.IntRange(min=1),
-    default=50_000,
+    default=8192,  # trigger.emulate.CHUNK_JETS
     show_default=True,
     help="Jets read and emulated at a time (bounds the memory).",
 )

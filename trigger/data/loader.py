@@ -95,15 +95,14 @@ def _port_rows(f: OpenedJets, start: int, stop: int, n: int) -> np.ndarray:
     features = [f.particle_index(name) for name in names]
     read = sorted(set(features))  # h5py reads a list of columns in increasing order
     particles = f.constituents[start:stop, :n, read]
+    if not np.isfinite(particles).all():
+        bad = int((~np.isfinite(particles)).any(axis=(1, 2)).sum())
+        msg = f"{f.path}: {bad} jets have NaN or infinite constituent features"
+        raise TriggerError(msg)
     rows = np.empty((stop - start, 3 * n + 4), np.int64)
     candidates = rows[:, : 3 * n].reshape(stop - start, n, 3)
     for k, (feature, word) in enumerate(zip(features, CANDIDATE_WORDS, strict=True)):
-        values = particles[..., read.index(feature)]
-        if not np.isfinite(values).all():
-            bad = int((~np.isfinite(particles)).any(axis=(1, 2)).sum())
-            msg = f"{f.path}: {bad} jets have NaN or infinite constituent features"
-            raise TriggerError(msg)
-        candidates[..., k] = to_words(values, word)
+        candidates[..., k] = to_words(particles[..., read.index(feature)], word)
     candidates[candidates[..., 0] == 0] = 0  # below one LSB of pT: no candidate
     jets = f.jets[start:stop]
     columns = [_column(f, f.jet_names, c, "jet") for c in ("pt", "eta", "multiplicity")]
