@@ -16,7 +16,7 @@ from trigger.cli.options import engine, force
     "data_path",
     type=click.Path(path_type=Path),
     required=True,
-    help="Jet file in the hls4ml LHC-jet layout (any size: it is read in chunks).",
+    help="Jet file in the hls4ml LHC-jet layout, labels optional (any size: read in chunks).",
 )
 @click.option(
     "--out",
@@ -28,7 +28,7 @@ from trigger.cli.options import engine, force
 @click.option(
     "--chunk-jets",
     type=click.IntRange(min=1),
-    default=50_000,
+    default=8192,  # trigger.emulate.CHUNK_JETS
     show_default=True,
     help="Jets read and emulated at a time (bounds the memory).",
 )

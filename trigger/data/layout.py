@@ -63,7 +63,9 @@ def write_jets_file(
 class OpenedJets:
     """Validated handles into one layout file; raises a one-line error for anything off."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, labelled: bool = True) -> None:
+        """`labelled=False` opens a file without the label columns j_g..j_t (the jets a trigger
+        sees), for readers of the L1 words only."""
         self.path = require_file(path)
         try:
             self.file = h5py.File(self.path, "r")
@@ -82,9 +84,9 @@ class OpenedJets:
         self.jets = self.file[JETS_KEY]
         self.particle_names = [short_name(n) for n in decode_names(self.file[PARTICLE_NAMES_KEY])]
         self.jet_names = [short_name(n) for n in decode_names(self.file[JET_NAMES_KEY])]
-        self._check_shapes()
+        self._check_shapes(labelled)
 
-    def _check_shapes(self) -> None:
+    def _check_shapes(self, labelled: bool) -> None:
         c, j = self.constituents.shape, self.jets.shape
         problems = []
         if len(c) != 3 or c[2] != len(self.particle_names):
@@ -94,7 +96,8 @@ class OpenedJets:
             )
         elif len(j) != 2 or j[0] != c[0] or j[1] != len(self.jet_names):
             problems.append(f"'{JETS_KEY}' has shape {j}, expected ({c[0]}, {len(self.jet_names)})")
-        missing = [n for n in ("g", "q", "w", "z", "t") if n not in self.jet_names]
+        wanted = ("g", "q", "w", "z", "t") if labelled else ()
+        missing = [n for n in wanted if n not in self.jet_names]
         if missing:
             problems.append(f"'{JET_NAMES_KEY}' lacks label columns {['j_' + m for m in missing]}")
         if problems:

@@ -8,10 +8,13 @@ on, exactly as the firmware computes them.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from trigger.config import CLASS_NAMES, DataConfig, QuantizerConfig
@@ -74,30 +77,46 @@ def _column(f: OpenedJets, names: list[str], name: str, what: str) -> int:
 
 
 def _words(f: OpenedJets, start: int, stop: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate and jet words of jets [start, stop): the file's values rounded to L1 words.
+    """Candidate and jet words of jets [start, stop): (jets, N, 3) and (jets, 4)."""
+    rows = _port_rows(f, start, stop, n)
+    return rows[:, : 3 * n].reshape(len(rows), n, 3), rows[:, 3 * n :]
 
-    Without a jet phi column (the published set has none), phi is taken relative to the jet
-    (`phirel`, jet phi 0): the input stage only ever uses the difference.
+
+def _port_rows(f: OpenedJets, start: int, stop: int, n: int) -> np.ndarray:
+    """(jets, 3 N + 4) L1 words of jets [start, stop): the file's values rounded to words.
+
+    Only what the words are made of is read: pT, eta and phi of the leading N candidates, and
+    the jet's pT, eta, phi and candidate count. Without a jet phi column (the published set has
+    none), phi is taken relative to the jet (`phirel`, jet phi 0): the input stage only ever
+    uses the difference.
     """
-    jets = f.jets[start:stop]
-    particles = f.constituents[start:stop, :n, :]
     relative = "phi" not in f.jet_names
-    phi_name = "phirel" if relative else "phi"
-    pt, eta, phi = (particles[..., f.particle_index(name)] for name in ("pt", "eta", phi_name))
-    candidates = np.stack(
-        [to_words(v, w) for v, w in zip((pt, eta, phi), CANDIDATE_WORDS, strict=True)], -1
-    )
+    names = ("pt", "eta", "phirel" if relative else "phi")
+    features = [f.particle_index(name) for name in names]
+    read = sorted(set(features))  # h5py reads a list of columns in increasing order
+    particles = f.constituents[start:stop, :n, read]
+    if not np.isfinite(particles).all():
+        bad = int((~np.isfinite(particles)).any(axis=(1, 2)).sum())
+        msg = f"{f.path}: {bad} jets have NaN or infinite constituent features"
+        raise TriggerError(msg)
+    rows = np.empty((stop - start, 3 * n + 4), np.int64)
+    candidates = rows[:, : 3 * n].reshape(stop - start, n, 3)
+    for k, (feature, word) in enumerate(zip(features, CANDIDATE_WORDS, strict=True)):
+        candidates[..., k] = to_words(particles[..., read.index(feature)], word)
     candidates[candidates[..., 0] == 0] = 0  # below one LSB of pT: no candidate
+    jets = f.jets[start:stop]
     columns = [_column(f, f.jet_names, c, "jet") for c in ("pt", "eta", "multiplicity")]
     jet_phi = np.zeros(len(jets)) if relative else jets[:, f.jet_names.index("phi")]
     values = (jets[:, columns[0]], jets[:, columns[1]], jet_phi, jets[:, columns[2]])
-    for name, column in zip(("pt", "eta", "phi", "multiplicity"), values, strict=True):
+    for k, (name, column, word) in enumerate(
+        zip(("pt", "eta", "phi", "multiplicity"), values, JET_WORDS, strict=True)
+    ):
         if not np.isfinite(column).all():
             bad = int((~np.isfinite(column)).sum())
             msg = f"{f.path}: {bad} jets have NaN or infinite j_{name}"
             raise TriggerError(msg)
-    jet = np.stack([to_words(v, w) for v, w in zip(values, JET_WORDS, strict=True)], -1)
-    return candidates, jet
+        rows[:, 3 * n + k] = to_words(column, word)
+    return rows
 
 
 def check_constituents(path: str | Path, f: OpenedJets, n_constituents: int, who: str) -> None:
@@ -110,10 +129,97 @@ def check_constituents(path: str | Path, f: OpenedJets, n_constituents: int, who
         raise TriggerError(msg)
 
 
-def readable_jets(path: str | Path, n_constituents: int, who: str = "the firmware") -> int:
-    """How many jets the file holds, once it is known to give `who` its candidates."""
-    with OpenedJets(path) as f:
+# A file system stores a never-written stretch of a file as a hole (no data), in blocks or
+# records of up to 1 MiB: a dataset whose last MiB is all hole was never written to its end.
+# Its last 128 KiB are left out, as a neighbour's data may share their block.
+_TAIL_BYTES, _EDGE_BYTES = 1 << 20, 1 << 17
+
+
+def check_stored(path: str | Path, dataset: h5py.Dataset) -> None:
+    """A one-line error when `dataset` declares more jets than the file stores: an unfinished
+    or sparse file (HDF5 reads rows never written as zeros, so they would pass as jets)."""
+    rows = dataset.shape[0]
+    stored = _stored_rows(path, dataset)
+    if stored < rows:
+        msg = (
+            f"{path}: '{dataset.name.lstrip('/')}' declares {rows:,} jets but holds data for "
+            f"at most {stored:,} (an unfinished or sparse file)"
+        )
+        raise TriggerError(msg)
+
+
+def _stored_rows(path: str | Path, dataset: h5py.Dataset) -> int:
+    """How many leading rows of `dataset` are backed by stored data (all of them when that
+    cannot be told: virtual or external datasets)."""
+    rows = dataset.shape[0]
+    if rows == 0 or dataset.size == 0 or dataset.is_virtual or dataset.external:
+        return rows
+    if dataset.chunks is not None:
+        return _rows_in_chunks(dataset)
+    offset, size = dataset.id.get_offset(), dataset.id.get_storage_size()
+    if offset is None or size == 0:
+        return 0  # contiguous storage is allocated on the first write: never written
+    return _rows_on_disk(path, offset, size, rows)
+
+
+def _rows_in_chunks(dataset: h5py.Dataset) -> int:
+    """Rows covered by the dataset's allocated chunks (HDF5 allocates a chunk when it is first
+    written)."""
+    step, rows = dataset.chunks[0], dataset.shape[0]
+    spanned = np.prod([-(-n // c) for n, c in zip(dataset.shape, dataset.chunks, strict=True)])
+    allocated = dataset.id.get_num_chunks()
+    if allocated == spanned:
+        return rows
+    covered = {dataset.id.get_chunk_info(i).chunk_offset[0] for i in range(allocated)}
+    return min(len(covered) * step, rows)
+
+
+def _rows_on_disk(path: str | Path, offset: int, size: int, rows: int) -> int:
+    """Leading rows of a contiguous dataset at [offset, offset + size) that the file system
+    stores: rows past its last stored byte were never written (a hole of a sparse file)."""
+    seek_data, seek_hole = getattr(os, "SEEK_DATA", None), getattr(os, "SEEK_HOLE", None)
+    if seek_data is None or seek_hole is None or size <= 2 * _TAIL_BYTES:
+        return rows
+    limit = offset + size - _EDGE_BYTES
+    with open(path, "rb") as handle:
+        fd = handle.fileno()
+        if _next_data(fd, offset + size - _TAIL_BYTES, seek_data) < limit:
+            return rows
+        last = offset
+        position = _next_data(fd, offset, seek_data)
+        while position < limit:
+            last = os.lseek(fd, position, seek_hole)
+            position = _next_data(fd, last, seek_data)
+    return min(-(-(last - offset) // (size // rows)), rows)
+
+
+def _next_data(fd: int, position: int, seek_data: int) -> int:
+    """The first stored byte at or after `position` (end of file when none)."""
+    try:
+        return os.lseek(fd, position, seek_data)
+    except OSError:  # ENXIO: no data after `position`
+        return os.fstat(fd).st_size
+
+
+@contextlib.contextmanager
+def _opened_for(
+    path: str | Path, n_constituents: int, who: str, labelled: bool
+) -> Iterator[OpenedJets]:
+    """The file, once it is known to give `who` its candidates and to store every jet it
+    declares."""
+    with OpenedJets(path, labelled=labelled) as f:
         check_constituents(path, f, n_constituents, who)
+        for dataset in (f.constituents, f.jets):
+            check_stored(path, dataset)
+        yield f
+
+
+def readable_jets(
+    path: str | Path, n_constituents: int, who: str = "the firmware", *, labelled: bool = True
+) -> int:
+    """How many jets the file holds, once it is known to give `who` its candidates (and, with
+    `labelled`, its labels)."""
+    with _opened_for(path, n_constituents, who, labelled) as f:
         return len(f)
 
 
@@ -121,14 +227,11 @@ def word_chunks(
     path: str | Path, n_constituents: int, chunk_jets: int, who: str = "the firmware"
 ) -> Iterator[np.ndarray]:
     """Every jet of a file as (jets, 3 N + 4) L1 words, `chunk_jets` jets at a time: memory
-    bounded whatever the file's size. `who` names the reader in errors."""
-    with OpenedJets(path) as f:
-        check_constituents(path, f, n_constituents, who)
+    bounded whatever the file's size. Labels are not needed. `who` names the reader in
+    errors."""
+    with _opened_for(path, n_constituents, who, labelled=False) as f:
         for start in range(0, len(f), chunk_jets):
-            stop = min(start + chunk_jets, len(f))
-            _check_finite(path, f, start, stop, n_constituents)
-            candidates, jet = _words(f, start, stop, n_constituents)
-            yield np.concatenate([candidates.reshape(len(jet), -1), jet], axis=1)
+            yield _port_rows(f, start, min(start + chunk_jets, len(f)), n_constituents)
 
 
 def _read_file(path: str | Path, n_constituents: int, limit: int | None):

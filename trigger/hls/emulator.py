@@ -8,11 +8,13 @@ ctypes and the compiled library.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -65,13 +67,40 @@ def _compiler() -> str:
 
 def _std_flag(gxx: str) -> str:
     # Same probe as hls4ml's build_lib.sh: c++23 enables ap_types' half/bfloat16 support.
-    probe = subprocess.run(
-        [gxx, "-Werror", "-fsyntax-only", "-std=c++23", "-xc++", "-", "-o", "/dev/null"],
-        input=b"",
-        capture_output=True,
-        check=False,
-    )
-    return "-std=c++23" if probe.returncode == 0 else "-std=c++14"
+    probe = [gxx, "-Werror", "-fsyntax-only", "-std=c++23", "-xc++", os.devnull]
+    return "-std=c++23" if _run_compilers([probe])[0].returncode == 0 else "-std=c++14"
+
+
+def _run_compilers(commands: list[list[str]]) -> list[subprocess.CompletedProcess]:
+    """Run the commands side by side and wait for all of them.
+
+    Each runs in a process group of its own, which is killed whole (g++ and the cc1plus and
+    as it started) when anything interrupts the wait: Ctrl-C, or SIGTERM (the command's
+    SystemExit). A stopped command then stops its compilers at once instead of waiting for them.
+    """
+    running: list[subprocess.Popen] = []
+    try:
+        for command in commands:
+            running.append(
+                subprocess.Popen(
+                    command,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    start_new_session=True,
+                )
+            )
+        done = []
+        for process in running:
+            out, err = process.communicate()
+            done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+        return done
+    except BaseException:
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        raise
 
 
 def compile_project(
@@ -91,15 +120,11 @@ def compile_project(
     flags = [optimization, "-fPIC", _std_flag(gxx), f"-I{project_dir / 'firmware' / 'ap_types'}"]
     flags += [f"-I{project_dir}", f"-I{project_dir / 'firmware'}"]
     units = [(source, output.with_name(f"{output.name}.{source.stem}.o")) for source in sources]
-
-    def run(command: list[str]) -> subprocess.CompletedProcess:
-        return subprocess.run(command, capture_output=True, text=True, check=False)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:  # the units compile in parallel
-        results = list(pool.map(run, ([gxx, *flags, "-c", str(s), "-o", str(o)] for s, o in units)))
+    # The units compile in parallel.
+    results = _run_compilers([[gxx, *flags, "-c", str(s), "-o", str(o)] for s, o in units])
     if all(r.returncode == 0 for r in results):
         link = [gxx, *(["-shared"] if shared else []), *(str(o) for _, o in units)]
-        results.append(run([*link, "-o", str(output)]))
+        results += _run_compilers([[*link, "-o", str(output)]])
     for _, obj in units:
         obj.unlink(missing_ok=True)
     failed = [r for r in results if r.returncode != 0]

@@ -16,7 +16,7 @@ the firmware against this plan's arithmetic instead (`trigger.hls.stage.exact_re
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,8 @@ import numpy as np
 
 from trigger.config import FirmwareConfig
 from trigger.errors import TriggerError
-from trigger.hls.convert import Operation
-from trigger.hls.precision import to_codes
+from trigger.hls.convert import Operation, Plan
+from trigger.hls.precision import Fixed, to_codes
 from trigger.inputs import InputStage, split_words
 
 SIGNIFICANT_BITS = {np.float32: 24, np.float64: 53}
@@ -140,13 +140,61 @@ def fast_emulator(model: Any, stage: InputStage, firmware: FirmwareConfig) -> Fa
     return plan_emulator(plan_student(model, firmware), stage)
 
 
+# What emit-hls writes into the firmware directory for the fast emulator: the plan's operations
+# (kind, name, format) and their weights, so that it loads without TensorFlow.
+ARITHMETIC = "fast_emulator.npz"
+
+
+def save_arithmetic(firmware_dir: str | Path, plan: Plan) -> Path:
+    """Write the plan's arithmetic (`Plan.arithmetic()`, exact float64 weights) to
+    `firmware_dir/fast_emulator.npz`."""
+    operations = plan.arithmetic()
+    layout = {
+        "dtype": np.dtype(exact_dtype(plan)).name,
+        "operations": [
+            {
+                "kind": op.kind,
+                "name": op.name,
+                "weights": len(op.weights),
+                "format": None if op.fmt is None else asdict(op.fmt),
+            }
+            for op in operations
+        ],
+    }
+    weights = {
+        f"op{i}_weight{j}": w for i, op in enumerate(operations) for j, w in enumerate(op.weights)
+    }
+    path = Path(firmware_dir) / ARITHMETIC
+    with path.open("wb") as handle:  # np.savez would append .npz to a name without it
+        np.savez(handle, layout=np.array(json.dumps(layout)), **weights)
+    return path
+
+
+def _load_arithmetic(path: Path, stage: InputStage) -> FastEmulator:
+    with np.load(path, allow_pickle=False) as stored:
+        layout = json.loads(str(stored["layout"]))
+        operations = [
+            Operation(
+                op["kind"],
+                op["name"],
+                tuple(stored[f"op{i}_weight{j}"] for j in range(op["weights"])),
+                None if op["format"] is None else Fixed(**op["format"]),
+            )
+            for i, op in enumerate(layout["operations"])
+        ]
+    return FastEmulator(stage, operations, np.dtype(layout["dtype"]).type)
+
+
 def load_fast_emulator(firmware_dir: str | Path) -> FastEmulator:
-    """The fast emulator of an emitted firmware directory (its student, input stage and firmware
-    settings, as emit-hls recorded them)."""
+    """The fast emulator of an emitted firmware directory: its input stage and the arithmetic
+    emit-hls recorded (`fast_emulator.npz`, no TensorFlow needed). A directory emitted without
+    that file is planned again from its student and firmware settings (TensorFlow)."""
+    firmware_dir = Path(firmware_dir)
+    stage = InputStage.load(firmware_dir / "input_stage.json")
+    if (firmware_dir / ARITHMETIC).is_file():
+        return _load_arithmetic(firmware_dir / ARITHMETIC, stage)
     from trigger.taggers import load_model
 
-    firmware_dir = Path(firmware_dir)
     conversion = json.loads((firmware_dir / "conversion.json").read_text())
     firmware = FirmwareConfig(**conversion["firmware"])
-    stage = InputStage.load(firmware_dir / "input_stage.json")
     return fast_emulator(load_model(firmware_dir / "student.h5"), stage, firmware)

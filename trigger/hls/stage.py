@@ -6,6 +6,7 @@ firmware/NAME/ after the stage:
                                     (firmware/input_stage*.h) runs inside it, then the network
     emulator/libemulator.so         the firmware C++ compiled with g++ (see `emulate`)
     emulator.json                   how to call it (input/output shapes)
+    fast_emulator.npz               the network's arithmetic for the fast emulator (`emulate`)
     conversion.json                 every layer's fixed-point types and the steps that set them
     emulation.json                  emulator vs the student on test jets, against an exact
                                     reference (`reference`: keras-float32 where Keras's float32
@@ -227,10 +228,10 @@ def write_project(
     from trigger.hls import input_stage
     from trigger.hls.convert import convert_student
     from trigger.hls.emulator import build_emulator
-    from trigger.hls.fast import exact_dtype
+    from trigger.hls.fast import save_arithmetic
 
     hls_model, plan = convert_student(student, project_dir, firmware)
-    exact_dtype(plan)  # every value fits a double, as the emulator returns it
+    save_arithmetic(project_dir, plan)  # refuses values a double cannot hold exactly
     input_stage.install(project_dir, stage, int(np.prod(student.output_shape[1:])))
     words = (3 * stage.n_constituents + 4,)
     build_emulator(project_dir, words, tuple(student.output_shape[1:]))
