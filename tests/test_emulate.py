@@ -67,21 +67,36 @@ def write_declaring_more(path: Path, declared: int, written: int, chunked: bool)
 def firmware(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A sealed firmware directory of a random 16-candidate student behind an input stage
     fitted on toy jets, with what emit-hls writes for the emulators: the project and its C++
-    emulator, the fast emulator's arithmetic, the student, its input stage and settings."""
+    emulator, the fast emulator's arithmetic, the student, its input stage and settings, and
+    its proof of exactness on the toy test jets (emulation.json)."""
     from tests.test_hls import _save, make_recipe, random_student
     from trigger.artifacts import EMIT, seal
     from trigger.data.loader import load_dataset
-    from trigger.hls.stage import write_project
+    from trigger.hls import emulate
+    from trigger.hls.stage import (
+        compare,
+        exact_reference,
+        failed_checks,
+        prove_with_testbench,
+        write_project,
+    )
     from trigger.io import write_json
 
     work = tmp_path_factory.mktemp("emulate")
     data = work / "toy.h5"
     write_jets_file(data, *synthetic_jets(40, seed=1, max_particles=N))
     recipe = make_recipe("deepsets_n16_8bit", data)
-    stage = load_dataset(recipe.data, recipe.quantization.input).input_stage
+    dataset = load_dataset(recipe.data, recipe.quantization.input)
+    stage, test = dataset.input_stage, dataset.test
     project = work / "fw"
     student = random_student(recipe)
-    write_project(student, stage, project, recipe.firmware)
+    _, plan = write_project(student, stage, project, recipe.firmware)
+    expected, reference = exact_reference(student, plan, stage, test)
+    proof = compare(emulate(project, test.words), expected) | {"reference": reference}
+    proof["testbench"] = prove_with_testbench(project, test, expected)
+    proof["failed_checks"] = failed_checks(proof)
+    assert not proof["failed_checks"], proof
+    write_json(project / "emulation.json", proof)
     _save(student, project / "student.h5")
     stage.save(project / "input_stage.json")
     write_json(project / "conversion.json", {"firmware": recipe.firmware.model_dump(mode="json")})
