@@ -332,6 +332,16 @@ class ValidationConfig(Strict):
     """Signal efficiency of the working point whose selected jets are compared."""
     gates: GatesConfig = GatesConfig()
     """Limits that make `trigger validate` exit 1."""
+    data: str | None = None
+    """Evaluation file: every jet of it is evaluated in place of the run's test split
+    (`trigger validate --data`). It must hold other jets than the training data: generate
+    it with another seed."""
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.99
+    """Confidence at which a gate decides: a gate whose figure cannot be told from its limit
+    at this confidence with the jets evaluated is undecided."""
+    allow_undecided: bool = False
+    """Let `trigger validate` exit 0 when a gate is undecided for lack of jets (it is still
+    reported as undecided, never as passed)."""
 
 
 class Recipe(Strict):
