@@ -309,9 +309,11 @@ class FirmwareConfig(Strict):
 
 class GatesConfig(Strict):
     max_accuracy_drop: float | None = 0.03
-    """Largest allowed accuracy of float minus firmware (unset: no gate)."""
+    """Largest allowed accuracy of float minus firmware (unset: no gate); undecided while its
+    standard error cannot tell it from the limit at `validation.confidence`."""
     max_observable_distance: float | None = 0.1
-    """Largest allowed significant KS distance of selected-jet observables."""
+    """Largest allowed significant KS distance of selected-jet observables; undecided while a
+    selection is too small for a distance at the limit to be significant."""
     min_bit_exact_fraction: float | None = 1.0
     """Smallest allowed fraction of test jets where firmware equals QKeras bit for bit."""
     max_latency_ns: float | None = None

@@ -110,6 +110,36 @@ def plot_efficiency(curves: dict, path: Path) -> Path:
     return save_png(fig, path)
 
 
+def plot_candidate_view(view: dict, path: Path) -> str:
+    """Soft-drop mass of true top jets: all candidates against the firmware's leading N."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    edges = np.linspace(0, 300, 31)
+    ax.hist(view["all"], bins=edges, histtype="step", label="all candidates", color="k")
+    ax.hist(view["leading"], bins=edges, histtype="step", ls="--", color="tab:red",
+            label=f"leading {view['n_candidates']} (the firmware's)")  # fmt: skip
+    ax.set_xlabel("soft-drop mass [GeV]")
+    ax.set_ylabel(f"true {view['class']} jets")
+    ax.legend(fontsize=8)
+    save_png(fig, path)
+    return path.name
+
+
+def _candidate_view_section(view: dict | None, plots: dict[str, str]) -> list[str]:
+    if not view or not view["jets"]:
+        return []
+    return [
+        f"## What {view['n_candidates']} candidates see",
+        f"Soft-drop mass (C/A, beta 0, z_cut 0.1) of {view['jets']} true {view['class']} jets of "
+        f"the evaluation file from all their candidates and from the leading "
+        f"{view['n_candidates']}, the firmware's input ({view['jets_with_more_candidates']} of "
+        f"them have more): median {view['median_all']:.1f} GeV against "
+        f"{view['median_leading']:.1f} GeV, median per-jet shift "
+        f"{view['median_shift']:+.1f} GeV. No tagger fed these candidates sees the rest.",
+        f"![candidate view]({plots['candidate_view']})",
+    ]
+
+
 def plot_hardware(hardware: dict, path: Path) -> Path:
     plt = pyplot()
     keys = [k for k in ("lut", "ff", "dsp", "bram", "latency_cycles")]
@@ -391,6 +421,7 @@ def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
         + _input_stage_sentence(h),
         *_estimate_and_measurement(h),
         f"![hardware]({plots['hardware']})",
+        *_candidate_view_section(metrics.get("candidate_view"), plots),
         *(_shift_section(metrics["shift"]) if "shift" in metrics else []),
     ]  # fmt: skip
     return "\n\n".join(parts) + "\n"

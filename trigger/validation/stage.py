@@ -40,6 +40,7 @@ from trigger.validation.metrics import (
 )
 from trigger.validation.observables import compare_selections, sculpting_curves
 from trigger.validation.shift import Evaluated, shift_summary
+from trigger.validation.view import candidate_view
 
 FLOAT_REFERENCE_DIR = "float_reference"
 
@@ -381,6 +382,7 @@ def validate(
             judge_limit,
             settings.confidence,
         ) | {"data": str(path)}
+    view = candidate_view(evaluation["data"], n_constituents)
     classification = _classification(outputs, labels, recipe)
     classification["firmware_engine"] = engine
     hardware = _hardware(firmware_dir, recipe, test.candidates.shape[1])
@@ -395,11 +397,14 @@ def validate(
         "hardware": hardware,
         "gates": gates,
         "decision": _decision(gates, settings),
+        "candidate_view": {k: v for k, v in view.items() if k not in ("all", "leading")},
     }
     if shift:
         metrics["shift"] = shift
     with stage_output(out_dir, VALIDATE, sources, inputs=inputs, replace=replace) as tmp:
         plots = _plots(outputs, test, metrics, recipe, tmp)
+        if view["jets"]:
+            plots["candidate_view"] = report.plot_candidate_view(view, tmp / "candidate_view.png")
         write_json(tmp / "metrics.json", metrics)
         markdown = report.render_markdown(metrics, plots, recipe.name)
         (tmp / "report.md").write_text(markdown)
