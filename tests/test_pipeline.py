@@ -263,13 +263,13 @@ def test_validate_on_a_separate_evaluation_file(pipeline, real_jets, tmp_path) -
     result = trigger(*base, "--out", str(out), "--data", str(evaluation), cwd=pipeline)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["evaluation"]["jets"] == "300 jets: every jet of the file"
+    assert metrics["evaluation"]["jets_from"] == "every jet of"
     assert metrics["classification"]["test_jets"] == 300
     # The run's own file: its test split, never its training jets.
     same = trigger(*base, "--out", str(tmp_path / "same"), "--data", str(real_jets), cwd=pipeline)
     assert same.returncode == 0, same.stderr
     recorded = json.loads((tmp_path / "same/metrics.json").read_text())["evaluation"]
-    assert recorded["jets"] == "500 jets: test split"
+    assert recorded["jets"] == 500 and recorded["jets_from"] == "the test split of"
     # A file made with the training data's seed repeats its jets: refused before any work.
     repeat = generate(GenerationSettings(jets_per_class=60, seed=99, shard_size=250),
                       tmp_path / "repeat.h5", 1)  # fmt: skip

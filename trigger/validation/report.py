@@ -369,9 +369,10 @@ def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
     engine = {"fast": "the fast emulator", "hls": "the hls4ml C++ emulator"}[c["firmware_engine"]]
     parts = [
         f"# Validation report: {title}",
-        f"Gates: **{decision['verdict'].upper()}**. Evaluated: {evaluation['jets']} "
-        f"{evaluation['data']}. Predictors: baseline (no network), teacher (large float), float "
-        "(the student's architecture, unquantised), student (quantized), firmware "
+        f"Gates: **{decision['verdict'].upper()}**. Evaluated: {evaluation['jets']:,} jets, "
+        f"{evaluation['jets_from']} {evaluation['data']}. Predictors: baseline (no network), "
+        "teacher (large float), float (the student's architecture, unquantised), student "
+        "(quantized), firmware "
         f"({engine}, bit-exact with the HLS project).",
         *_gates_section(g, decision),
         "## Classification",

@@ -172,10 +172,10 @@ def evaluation_sampler(
     path = recipe.validation.data
     if path is not None and data_identity(_existing(Path(path))) != run.sources.get("data"):
         identity = check_unseen(Path(path), run, training_path)
-        record = {"data": str(path), "identity": identity, "jets": "every jet of the file"}
+        record = {"data": str(path), "identity": identity, "jets_from": "every jet of"}
         return file_sampler(path, test_jets), record
     path = Path(path or training_path)
-    record = {"data": str(path), "identity": data_identity(path), "jets": "test split"}
+    record = {"data": str(path), "identity": data_identity(path), "jets_from": "the test split of"}
     return test_split_sampler(recipe, path, test_jets), record
 
 
@@ -357,7 +357,7 @@ def validate(
     baseline = _baseline(run, recipe, data_path, run_dir, log)
     outputs, test = predictions(run_dir, firmware_dir, sample, engine, baseline.model)
     labels = test.labels
-    evaluation["jets"] = f"{len(labels)} jets: {evaluation['jets']}"
+    evaluation["jets"] = len(labels)
     settings = recipe.validation
     efficiency = settings.working_point_efficiency
     judge_limit = settings.gates.max_observable_distance or 0.1
