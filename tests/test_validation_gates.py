@@ -236,3 +236,31 @@ def test_the_baseline_is_cached_per_data_split_and_features(synthetic_data, tmp_
     moved = cached_baseline(other_split, port, synthetic_data, identity, tmp_path,
                             log=lambda _: None)  # fmt: skip
     assert moved.trained and moved.folder != first.folder
+
+
+def test_the_candidate_view_reclusters_the_leading_n_against_all(tmp_path: Path) -> None:
+    from trigger.data.layout import JET_FEATURES, PARTICLE_FEATURES, write_jets_file
+    from trigger.validation.view import candidate_view
+
+    # One top jet of three massless candidates of comparable pT (soft drop keeps them all),
+    # one gluon jet that the view ignores.
+    pt = np.array([400.0, 300.0, 200.0])
+    eta, phi = np.array([0.0, 0.2, -0.15]), np.array([0.0, 0.1, 0.2])
+    p4 = np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), pt * np.cosh(eta)], 1)
+    constituents = np.zeros((2, 150, len(PARTICLE_FEATURES)), np.float32)
+    for k, name in enumerate(("j1_px", "j1_py", "j1_pz", "j1_e")):
+        constituents[:, :3, PARTICLE_FEATURES.index(name)] = p4[:, k]
+    jets = np.zeros((2, len(JET_FEATURES)), np.float32)
+    jets[0, JET_FEATURES.index("j_t")] = jets[1, JET_FEATURES.index("j_g")] = 1
+    write_jets_file(tmp_path / "top.h5", constituents, jets)
+
+    def mass(p: np.ndarray) -> float:
+        total = p.sum(axis=0)
+        return float(np.sqrt(total[3] ** 2 - np.sum(total[:3] ** 2)))
+
+    p4 = p4.astype(np.float32).astype(np.float64)  # as stored
+    view = candidate_view(tmp_path / "top.h5", 2)
+    assert view["jets"] == 1 and view["jets_with_more_candidates"] == 1
+    assert view["median_all"] == pytest.approx(mass(p4), rel=1e-4)
+    assert view["median_leading"] == pytest.approx(mass(p4[:2]), rel=1e-4)
+    assert view["median_shift"] == pytest.approx(mass(p4[:2]) - mass(p4), rel=1e-3)

@@ -131,7 +131,7 @@ def _candidate_view_section(view: dict | None, plots: dict[str, str]) -> list[st
     return [
         f"## What {view['n_candidates']} candidates see",
         f"Soft-drop mass (C/A, beta 0, z_cut 0.1) of {view['jets']} true {view['class']} jets of "
-        f"the evaluation file from all their candidates and from the leading "
+        f"{view['data']} from all their candidates and from the leading "
         f"{view['n_candidates']}, the firmware's input ({view['jets_with_more_candidates']} of "
         f"them have more): median {view['median_all']:.1f} GeV against "
         f"{view['median_leading']:.1f} GeV, median per-jet shift "

@@ -26,7 +26,10 @@ def _four_momenta(path: Path, target: int, max_jets: int) -> list[np.ndarray]:
         chosen = np.flatnonzero(labels == target)[:max_jets]
         columns = [f.particle_index(name) for name in FOUR_MOMENTUM]
         particles = np.asarray(f.constituents[chosen.tolist()])[..., columns] if len(chosen) else []
-    return [jet[jet[:, 3] > 0].astype(np.float64) for jet in particles]
+    # A candidate is there when it has transverse momentum (files without four-momenta hold
+    # zeros: no jet is kept from them).
+    present = [jet[np.hypot(jet[:, 0], jet[:, 1]) > 0].astype(np.float64) for jet in particles]
+    return [jet for jet in present if len(jet)]
 
 
 def candidate_view(
@@ -40,6 +43,7 @@ def candidate_view(
     everything = soft_drop_mass(jets)
     leading = soft_drop_mass([jet[:n_candidates] for jet in jets])
     return {
+        "data": str(path),
         "class": target,
         "jets": len(jets),
         "n_candidates": n_candidates,
