@@ -54,10 +54,6 @@ class Validation:
     def failed_gates(self) -> list[str]:
         return failed(self.metrics["gates"])
 
-    @property
-    def undecided_gates(self) -> list[str]:
-        return undecided(self.metrics["gates"])
-
 
 # The jets a stage evaluates, through a given input stage (each model has its own contract).
 Sampler = Callable[[InputStage], JetSample]
@@ -179,9 +175,9 @@ def evaluation_sampler(
     return test_split_sampler(recipe, path, test_jets), record
 
 
-def _existing(path: Path) -> Path:
+def _existing(path: Path, what: str = "evaluation file") -> Path:
     if not path.is_file():
-        msg = f"evaluation file not found: {path} (make it with `trigger data generate --seed`)"
+        msg = f"{what} not found: {path} (make it with `trigger data generate`)"
         raise TriggerError(msg)
     return path
 
@@ -341,7 +337,7 @@ def validate(
     recipe = load_recipe(firmware_dir / "recipe.yaml")
     if validation is not None:
         recipe = recipe.model_copy(update={"validation": validation})
-    data_path = Path(data_path or recipe.data.path)
+    data_path = _existing(Path(data_path or recipe.data.path), "the run's data file")
     shifted = shifted or {}
     sample, evaluation = evaluation_sampler(run, recipe, data_path, test_jets)
     sources = validate_sources(run, firmware, recipe, data_path)
