@@ -118,6 +118,9 @@ def file_sampler(path: str | Path, test_jets: int | None) -> Sampler:
 
     def sample(stage: InputStage) -> JetSample:
         jets = read_jets(path, stage.n_constituents, test_jets)
+        if test_jets is not None and len(jets) < test_jets:
+            msg = f"--test-jets {test_jets} is more than the {len(jets)} jets of {path}"
+            raise TriggerError(msg)
         jets.x = stage.apply(jets.candidates, jets.jet)
         return jets
 
@@ -125,7 +128,7 @@ def file_sampler(path: str | Path, test_jets: int | None) -> Sampler:
 
 
 def _training_runs(runs_dir: Path) -> dict[str, Path]:
-    """Data identity -> a run trained on it, for every sealed run beside `runs_dir`'s runs."""
+    """Data identity -> a run trained on it, over the sealed runs in `runs_dir`."""
     runs = {}
     for folder in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else ():
         artifact = read_artifact(folder)
