@@ -118,9 +118,6 @@ def file_sampler(path: str | Path, test_jets: int | None) -> Sampler:
 
     def sample(stage: InputStage) -> JetSample:
         jets = read_jets(path, stage.n_constituents, test_jets)
-        if test_jets is not None and len(jets) < test_jets:
-            msg = f"--test-jets {test_jets} is more than the {len(jets)} jets of {path}"
-            raise TriggerError(msg)
         jets.x = stage.apply(jets.candidates, jets.jet)
         return jets
 
@@ -171,6 +168,10 @@ def evaluation_sampler(
     path = recipe.validation.data
     if path is not None and data_identity(_existing(Path(path))) != run.sources.get("data"):
         identity = check_unseen(Path(path), run, training_path)
+        held = readable_jets(path, recipe.data.n_constituents)
+        if test_jets is not None and test_jets > held:
+            msg = f"--test-jets {test_jets} is more than the {held} jets of {path}"
+            raise TriggerError(msg)
         record = {"data": str(path), "identity": identity, "jets_from": "every jet of"}
         return file_sampler(path, test_jets), record
     path = Path(path or training_path)
