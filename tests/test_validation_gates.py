@@ -214,6 +214,18 @@ def test_an_evaluation_file_must_hold_jets_no_run_trained_on(tmp_path: Path) -> 
         check_unseen(fresh, run, training)
     _manifest(fresh, [21, 22])
     assert check_unseen(fresh, run, training) == data_identity(fresh)
+    # The sampler: every jet of a fresh file, the test split of the training file itself.
+    from trigger.config import Recipe, ValidationConfig
+    from trigger.validation.stage import evaluation_sampler
+
+    def recipe(data: Path) -> Recipe:
+        return Recipe(validation=ValidationConfig(data=str(data)))
+
+    assert evaluation_sampler(run, recipe(fresh), training, 50)[1]["jets_from"] == "every jet of"
+    same = evaluation_sampler(run, recipe(training), training, None)[1]
+    assert same["jets_from"] == "the test split of"
+    with pytest.raises(TriggerError, match=r"--test-jets 51 is more than the 50 jets of"):
+        evaluation_sampler(run, recipe(fresh), training, 51)
     with pytest.raises(TriggerError, match="evaluation file not found"):
         check_unseen(tmp_path / "none.h5", run, training)
 
