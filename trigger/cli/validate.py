@@ -31,7 +31,8 @@ from trigger.errors import CheckFailed, TriggerError
     "data_path",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Evaluation file: every jet of it is evaluated (it must hold no training jets: "
-    "generate it with another --seed) [default: validation.data, else the run's test split].",
+    "generate it with another --seed; the run's own data file gives its test split) "
+    "[default: validation.data, else the run's test split].",
 )
 @click.option(
     "--test-jets",
@@ -51,7 +52,7 @@ from trigger.errors import CheckFailed, TriggerError
     multiple=True,
     metavar="NAME=FILE",
     help="A sample made under other conditions (trigger data generate --variation), "
-    "evaluated against the nominal test split (repeatable).",
+    "evaluated against the nominal sample (the test split or --data) (repeatable).",
 )
 @click.option(
     "--set",
