@@ -332,9 +332,11 @@ class FirmwareConfig(Strict):
 
 class GatesConfig(Strict):
     max_accuracy_drop: float | None = 0.03
-    """Largest allowed accuracy of float minus firmware (unset: no gate)."""
+    """Largest allowed accuracy of float minus firmware (unset: no gate); undecided while its
+    standard error cannot tell it from the limit at `validation.confidence`."""
     max_observable_distance: float | None = 0.1
-    """Largest allowed significant KS distance of selected-jet observables."""
+    """Largest allowed significant KS distance of selected-jet observables; undecided while a
+    selection is too small for a distance at the limit to be significant."""
     min_bit_exact_fraction: float | None = 1.0
     """Smallest allowed fraction of test jets where firmware equals QKeras bit for bit."""
     max_latency_ns: float | None = None
@@ -355,6 +357,16 @@ class ValidationConfig(Strict):
     """Signal efficiency of the working point whose selected jets are compared."""
     gates: GatesConfig = GatesConfig()
     """Limits that make `trigger validate` exit 1."""
+    data: str | None = None
+    """Evaluation file: every jet of it is evaluated in place of the run's test split
+    (`trigger validate --data`). It must hold other jets than the training data: generate
+    it with another seed."""
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.99
+    """Confidence at which a gate decides: a gate whose figure cannot be told from its limit
+    at this confidence with the jets evaluated is undecided."""
+    allow_undecided: bool = False
+    """Let `trigger validate` exit 0 when a gate is undecided for lack of jets (it is still
+    reported as undecided, never as passed)."""
 
 
 class Recipe(Strict):

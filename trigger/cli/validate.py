@@ -30,13 +30,21 @@ from trigger.errors import CheckFailed, TriggerError
     "--data",
     "data_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Dataset (default: the one the run was trained on).",
+    help="Evaluation file: every jet of it is evaluated (it must hold no training jets: "
+    "generate it with another --seed; the run's own data file gives its test split) "
+    "[default: validation.data, else the run's test split].",
 )
 @click.option(
     "--test-jets",
     type=click.IntRange(min=1),
     default=None,
-    help="Evaluate the first N jets of the test split [default: all of it].",
+    help="Evaluate the first N evaluation jets [default: all of them].",
+)
+@click.option(
+    "--allow-undecided",
+    is_flag=True,
+    help="Exit 0 when gates are undecided for lack of jets (they stay reported as undecided; "
+    "same as --set validation.allow_undecided=true).",
 )
 @engine
 @click.option(
@@ -44,7 +52,7 @@ from trigger.errors import CheckFailed, TriggerError
     multiple=True,
     metavar="NAME=FILE",
     help="A sample made under other conditions (trigger data generate --variation), "
-    "evaluated against the nominal test split (repeatable).",
+    "evaluated against the nominal sample (the test split or --data) (repeatable).",
 )
 @click.option(
     "--set",
@@ -61,35 +69,41 @@ def validate(
     out_dir: Path,
     data_path: Path | None,
     test_jets: int | None,
+    allow_undecided: bool,
     engine: str,
     shifted: tuple[str, ...],
     overrides: tuple[str, ...],
     force: bool,
 ) -> None:
-    """Compare teacher, float reference, QKeras student and firmware emulator on the test split.
+    """Compare a baseline, teacher, float reference, QKeras student and firmware emulator.
 
     The firmware must have been emitted from RUN. Exits 1 when a gate from the recipe's
-    `validation.gates` fails, naming it, so the command can guard a CI job.
+    `validation.gates` fails, or is undecided because the evaluation holds too few jets to
+    judge it (unless allowed), naming it, so the command can guard a CI job.
 
     \b
     Examples:
       trigger validate runs/default --firmware firmware/default --out validation/default
+      trigger validate runs/default --firmware firmware/default --out validation/default \\
+          --data data/demo_eval.h5
       trigger validate runs/default --firmware firmware/default --out validation/shift \\
           --shifted ue-off=data/ue_off.h5 --shifted tune-a14=data/a14.h5
     """  # fmt: skip
     from trigger.config import load_recipe, override_section
     from trigger.validation.stage import validate as run
 
+    options = [f"validation.data={data_path}"] if data_path else []
+    options += ["validation.allow_undecided=true"] if allow_undecided else []
     validation = None
-    if overrides:
+    if overrides or options:
         recipe = load_recipe(firmware_dir / "recipe.yaml")
-        validation = override_section(recipe.validation, "validation", overrides)
+        validation = override_section(recipe.validation, "validation", (*overrides, *options))
     result = run(
         run_dir,
         firmware_dir,
         out_dir,
-        data_path,
         validation=validation,
+        log=click.echo,
         replace=force,
         test_jets=test_jets,
         engine=engine,
@@ -113,26 +127,52 @@ def parse_shifted(values: tuple[str, ...]) -> dict[str, Path]:
     return shifted
 
 
+def _gate_line(name: str, gate: dict) -> str:
+    value = gate["value"]
+    if gate["uncertainty"] is not None and value is not None:
+        value = f"{value:.4g} +- {gate['uncertainty']:.2g}"
+    line = f"gate {name}: {value} (limit {gate['limit']}) {gate['verdict'].upper()}"
+    if gate["verdict"] == "undecided":
+        needed = gate["jets_needed"]
+        line += f" on {gate['jets']:,} jets, needs {_jets(needed)}"
+    return line
+
+
+def _jets(needed: int | None) -> str:
+    return "more jets than can be estimated" if needed is None else f"{needed:,} jets"
+
+
 def report_gates(metrics: dict, out_dir: Path) -> None:
-    """Print the headline figures and gates; exit 1 if a gate failed."""
+    """Print the headline figures and gates; exit 1 if a gate failed, or is undecided without
+    `validation.allow_undecided`."""
     predictors = metrics["classification"]["predictors"]
     accuracies = ", ".join(f"{n} {p['accuracy']:.4f}" for n, p in predictors.items())
     click.echo(f"accuracy: {accuracies}")
     exact = metrics["classification"]["firmware_student_bit_exact_fraction"]
     click.echo(f"firmware bit-exact with the student on {exact:.2%} of test jets")
     for name, shift in metrics.get("shift", {}).items():
+        limited = " (the nominal sample limits it)" if shift["nominal_limits"] else ""
         click.echo(
             f"shift {name}: firmware minus float accuracy change "
             f"{100 * shift['firmware_minus_float_accuracy_change']:+.2f} "
-            f"+- {100 * shift['uncertainty']:.2f} points"
+            f"+- {100 * shift['uncertainty']:.2f} points{limited}"
         )
-    failures = []
-    for name, gate in metrics["gates"].items():
-        verdict = "ok" if gate["passed"] else "FAILED"
-        click.echo(f"gate {name}: {gate['value']} (limit {gate['limit']}) {verdict}")
-        if not gate["passed"]:
-            failures.append(name)
+    gates = metrics["gates"]
+    for name, gate in gates.items():
+        click.echo(_gate_line(name, gate))
     click.echo(f"report: {out_dir / 'report.html'}")
-    if failures:
-        msg = f"validation gates failed: {', '.join(failures)} (details: {out_dir / 'report.md'})"
+    decision = metrics["decision"]
+    problems = []
+    if decision["failed"]:
+        problems.append(f"validation gates failed: {', '.join(decision['failed'])}")
+    if decision["undecided"] and not decision["allow_undecided"]:
+        needs = ", ".join(
+            f"{name} needs {_jets(gates[name]['jets_needed'])}" for name in decision["undecided"]
+        )
+        problems.append(
+            f"validation gates undecided: {needs} (evaluate more with --data FILE, or allow "
+            "with --allow-undecided)"
+        )
+    if problems:
+        msg = f"{'; '.join(problems)} (details: {out_dir / 'report.md'})"
         raise CheckFailed(msg)

@@ -37,6 +37,53 @@ def one_vs_rest_auc(logits: np.ndarray, labels: np.ndarray) -> dict[str, float |
     }
 
 
+def accuracy_uncertainty(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Binomial standard error of the accuracy: sqrt(p (1 - p) / n)."""
+    p = accuracy(logits, labels)
+    return float(np.sqrt(p * (1 - p) / len(labels)))
+
+
+def auc_uncertainty(auc: float, n_signal: int, n_background: int) -> float:
+    """Standard error of an AUC (Hanley and McNeil, Radiology 143 (1982) 29, eq. 2)."""
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    variance = (
+        auc * (1 - auc) + (n_signal - 1) * (q1 - auc**2) + (n_background - 1) * (q2 - auc**2)
+    ) / (n_signal * n_background)
+    return float(np.sqrt(max(variance, 0.0)))
+
+
+def mean_auc(logits: np.ndarray, labels: np.ndarray) -> tuple[float | None, float | None]:
+    """Mean one-vs-rest AUC over the classes present, and its standard error.
+
+    The classes' AUCs come from the same jets and move together; the error taken is the mean
+    of theirs, exact when they are fully correlated and an upper bound otherwise.
+    """
+    aucs = one_vs_rest_auc(logits, labels)
+    present = {c: v for c, v in aucs.items() if v is not None}
+    if not present:
+        return None, None
+    errors = [
+        auc_uncertainty(v, int(np.sum(labels == CLASS_NAMES.index(c))),
+                        int(np.sum(labels != CLASS_NAMES.index(c))))
+        for c, v in present.items()
+    ]  # fmt: skip
+    return float(np.mean(list(present.values()))), float(np.mean(errors))
+
+
+def paired_accuracy_difference(
+    test: np.ndarray, reference: np.ndarray, labels: np.ndarray
+) -> tuple[float, float]:
+    """Accuracy of `test` minus that of `reference` on the same jets, and the variance of that
+    mean: the per-jet difference in correctness (-1, 0 or 1) has it, the pairing removes the
+    jets both get right or wrong."""
+    difference = (test.argmax(axis=1) == labels).astype(np.float64) - (
+        reference.argmax(axis=1) == labels
+    )
+    if len(difference) < 2:
+        return float(difference.mean()), float("inf")
+    return float(difference.mean()), float(difference.var(ddof=1) / len(difference))
+
+
 def one_vs_rest_roc(logits: np.ndarray, labels: np.ndarray) -> dict[str, tuple[np.ndarray, ...]]:
     """(false-positive rate, true-positive rate) per class, for plotting."""
     probs = softmax(logits)

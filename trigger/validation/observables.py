@@ -6,10 +6,13 @@ selects, observable by observable, with the two-sample Kolmogorov-Smirnov distan
 selected as class k split into signal (truly k) and background (the rest): background
 sculpting, e.g. QCD jets pushed towards the W mass, is what a trigger group fears most.
 
-Significance at 99% says whether a distance can be told from noise at these sample sizes; the
-effect size says how large the change is whatever the sizes: the shift of the selected jets'
-mean, in units of the reference selection's standard deviation. A selection is too small to
-judge when even a distance at the gate's limit would not be significant with its jets.
+Significance (at the validation's confidence, 99% by default) says whether a distance can be
+told from noise at these sample sizes; the effect size says how large the change is whatever
+the sizes: the shift of the selected jets' mean, in units of the reference selection's standard
+deviation. A selection is too small to judge when even a distance at the gate's limit would not
+be significant with its jets. The critical distance falls as 1/sqrt(jets), so the evaluation
+jets a comparison needs to judge the limit are the jets evaluated times (critical / limit)^2:
+the selections grow in proportion to the sample.
 """
 
 from __future__ import annotations
@@ -30,15 +33,29 @@ OBSERVABLE_LABELS = {
     "multiplicity": "constituent multiplicity",
 }
 STATISTIC = "two-sample Kolmogorov-Smirnov distance (scipy.stats.ks_2samp)"
-# c(alpha) of the asymptotic two-sample KS test at 99% confidence.
-KS_C_ALPHA_99 = 1.628
 # Below this many jets per sample scipy can compute the exact p-value.
 _EXACT_LIMIT = 10_000
 
 
-def critical_distance(n: int, m: int) -> float:
-    """KS distance that two samples of sizes n and m exceed by chance only 1% of the time."""
-    return KS_C_ALPHA_99 * float(np.sqrt((n + m) / (n * m)))
+def ks_coefficient(confidence: float) -> float:
+    """c(alpha) of the asymptotic two-sample KS test, alpha = 1 - confidence: the limiting
+    distribution gives P(D sqrt(nm/(n+m)) > c) = 2 exp(-2 c^2) (1.628 at 99%)."""
+    return float(np.sqrt(-np.log((1 - confidence) / 2) / 2))
+
+
+def critical_distance(n: int, m: int, confidence: float = 0.99) -> float:
+    """KS distance that two samples of sizes n and m exceed by chance only with probability
+    1 - `confidence`."""
+    return ks_coefficient(confidence) * float(np.sqrt((n + m) / (n * m)))
+
+
+def jets_to_judge(n: int, m: int, jets: int, limit: float, confidence: float) -> int | None:
+    """Evaluation jets at which selections of n and m of `jets` jets (growing in proportion)
+    make a distance of `limit` significant; None when a selection is empty (no estimate)."""
+    if n == 0 or m == 0:
+        return None
+    scale = (critical_distance(n, m, confidence) / limit) ** 2
+    return int(np.ceil(jets * scale))
 
 
 def selected(logits: np.ndarray, labels: np.ndarray, target: int, efficiency: float) -> np.ndarray:
@@ -56,15 +73,15 @@ def mean_shift(a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 def ks_distance(
-    a: np.ndarray, b: np.ndarray, judge_limit: float = 0.1
+    a: np.ndarray, b: np.ndarray, judge_limit: float = 0.1, confidence: float = 0.99
 ) -> dict[str, float | int | bool | None]:
-    """Distance, p-value, whether the distance is significant at 99% for these sizes, the mean
-    shift (effect size), and whether the sizes can judge a distance of `judge_limit`."""
+    """Distance, p-value, whether the distance is significant at `confidence` for these sizes,
+    the mean shift (effect size), and whether the sizes can judge a distance of `judge_limit`."""
     sizes = {"n_reference": len(a), "n_test": len(b)}
     if len(a) < 2 or len(b) < 2:
         return {"distance": None, "p_value": None, "significant": False,
                 "mean_shift": None, "judgeable": False, **sizes}  # fmt: skip
-    critical = critical_distance(len(a), len(b))
+    critical = critical_distance(len(a), len(b), confidence)
     sizes.update(mean_shift=mean_shift(a, b), judgeable=critical <= judge_limit)
     if np.array_equal(np.sort(a), np.sort(b)):
         # Identical samples: exactly zero, without scipy's floating-point round-off.
@@ -91,18 +108,22 @@ def compare_selections(
     observables: dict[str, np.ndarray],
     efficiency: float,
     judge_limit: float = 0.1,
+    confidence: float = 0.99,
 ) -> dict:
     """KS distance per (class, signal|background, observable) between the two selections.
 
     `max_distance` (what the gate reads) is the largest distance that is also significant at
-    99% for its sample sizes: a handful of selected jets cannot fail the gate on noise alone.
-    `max_distance_any` is the largest regardless; `max_mean_shift` the largest effect size;
-    `too_small_to_judge` counts the comparisons whose sizes cannot resolve `judge_limit`.
+    `confidence` for its sample sizes: a handful of selected jets cannot fail the gate on noise
+    alone. `max_distance_any` is the largest regardless; `max_mean_shift` the largest effect
+    size; `too_small_to_judge` counts the comparisons whose sizes cannot resolve `judge_limit`;
+    `jets_needed` is how many evaluation jets every comparison needs to resolve it (None when
+    a selection is empty and gives no estimate).
     """
     classes = {}
     worst = (0.0, None)
     largest = shift = 0.0
     too_small = 0
+    needed: list[int | None] = []
     for target, name in enumerate(CLASS_NAMES):
         if not np.any(labels == target):
             continue
@@ -113,7 +134,13 @@ def compare_selections(
         for group, members in groups.items():
             rows = {}
             for obs, values in observables.items():
-                row = ks_distance(values[ref & members], values[test & members], judge_limit)
+                row = ks_distance(
+                    values[ref & members], values[test & members], judge_limit, confidence
+                )
+                row["jets_needed"] = jets_to_judge(
+                    row["n_reference"], row["n_test"], len(labels), judge_limit, confidence
+                )
+                needed.append(row["jets_needed"])
                 rows[obs] = row
                 distance = row["distance"] or 0.0
                 largest = max(largest, distance)
@@ -131,7 +158,10 @@ def compare_selections(
         "max_distance_any": largest,
         "max_mean_shift": shift,
         "judge_limit": judge_limit,
+        "confidence": confidence,
         "too_small_to_judge": too_small,
+        "jets": len(labels),
+        "jets_needed": None if None in needed else max(needed, default=0),
         "comparisons": sum(len(rows) for groups in classes.values() for rows in groups.values()),
     }
 

@@ -10,11 +10,13 @@ import numpy as np
 
 from trigger.config import CLASS_NAMES
 from trigger.plots import pyplot, save_png
+from trigger.validation.gates import PASSED, UNDECIDED
 from trigger.validation.hardware import HARDWARE_KEYS
 from trigger.validation.metrics import SIGNALS
 from trigger.validation.observables import OBSERVABLE_LABELS, selected
 
 STYLES = {
+    "baseline": {"color": "tab:green", "ls": (0, (1, 1))},
     "teacher": {"color": "tab:gray", "ls": ":"},
     "float": {"color": "tab:blue", "ls": "-"},
     "student": {"color": "tab:orange", "ls": "--"},
@@ -108,6 +110,36 @@ def plot_efficiency(curves: dict, path: Path) -> Path:
     return save_png(fig, path)
 
 
+def plot_candidate_view(view: dict, path: Path) -> str:
+    """Soft-drop mass of true top jets: all candidates against the firmware's leading N."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    edges = np.linspace(0, 300, 31)
+    ax.hist(view["all"], bins=edges, histtype="step", label="all candidates", color="k")
+    ax.hist(view["leading"], bins=edges, histtype="step", ls="--", color="tab:red",
+            label=f"leading {view['n_candidates']} (the firmware's)")  # fmt: skip
+    ax.set_xlabel("soft-drop mass [GeV]")
+    ax.set_ylabel(f"true {view['class']} jets")
+    ax.legend(fontsize=8)
+    save_png(fig, path)
+    return path.name
+
+
+def _candidate_view_section(view: dict | None, plots: dict[str, str]) -> list[str]:
+    if not view or not view["jets"]:
+        return []
+    return [
+        f"## What {view['n_candidates']} candidates see",
+        f"Soft-drop mass (C/A, beta 0, z_cut 0.1) of {view['jets']} true {view['class']} jets of "
+        f"{view['data']} from all their candidates and from the leading "
+        f"{view['n_candidates']}, the firmware's input ({view['jets_with_more_candidates']} of "
+        f"them have more): median {view['median_all']:.1f} GeV against "
+        f"{view['median_leading']:.1f} GeV, median per-jet shift "
+        f"{view['median_shift']:+.1f} GeV. No tagger fed these candidates sees the rest.",
+        f"![candidate view]({plots['candidate_view']})",
+    ]
+
+
 def plot_hardware(hardware: dict, path: Path) -> Path:
     plt = pyplot()
     keys = [k for k in ("lut", "ff", "dsp", "bram", "latency_cycles")]
@@ -147,45 +179,87 @@ def _points(value: float) -> str:
     return f"{100 * value:+.2f}"
 
 
-def _shift_section(shift: dict) -> list[str]:
-    """Per variation: every predictor nominal -> shifted, and the answer to the question."""
-    rows, verdicts = [], []
-    for name, v in shift.items():
-        p = v["predictors"]
-        rows.append(
-            [
-                name,
-                v["jets"],
-                *[
-                    f"{p[k]['accuracy_nominal']:.4f} -> {p[k]['accuracy_shifted']:.4f}"
-                    for k in ("float", "firmware")
-                ],
-                *[_points(p[k]["accuracy_change"]) for k in p],
-                f"{_points(v['firmware_minus_float_accuracy_change'])} "
-                f"+- {100 * v['uncertainty']:.2f}",
-                _fmt(v["observables"]["max_distance"]),
-            ]
+def _pm(value: float | None, error: float | None, scale: float = 1.0, digits: int = 2) -> str:
+    """`value +- error`, both times `scale` (100: points)."""
+    if value is None:
+        return "-"
+    sign = "+" if scale == 100 else ""
+    text = f"{scale * value:{sign}.{digits}f}"
+    return text if error is None else f"{text} +- {scale * error:.{digits}f}"
+
+
+def _shift_predictors(name: str, v: dict) -> list[list]:
+    rows = []
+    for predictor, p in v["predictors"].items():
+        rows.append([
+            name, predictor,
+            f"{_pm(p['accuracy_nominal'], p['accuracy_nominal_uncertainty'], digits=4)} -> "
+            f"{_pm(p['accuracy_shifted'], p['accuracy_shifted_uncertainty'], digits=4)}",
+            _pm(p["accuracy_change"], p["accuracy_change_uncertainty"], 100),
+            f"{_pm(p['mean_auc_nominal'], p['mean_auc_nominal_uncertainty'], digits=4)} -> "
+            f"{_pm(p['mean_auc_shifted'], p['mean_auc_shifted_uncertainty'], digits=4)}",
+            _pm(p["mean_auc_change"], p["mean_auc_change_uncertainty"], 100),
+        ])  # fmt: skip
+    return rows
+
+
+def _shift_size(v: dict) -> str:
+    size = v["size"]
+    parts = [
+        f"{name} {row['distance']:.3f} ({row['mean_shift']:+.2f} sd)"
+        for kind in ("inputs", "observables")
+        for name, row in size[kind].items()
+        if row["distance"] is not None and row["mean_shift"] is not None
+    ]
+    return "; ".join(parts) or "-"
+
+
+def _shift_verdict(name: str, v: dict) -> str:
+    if not v["significant"]:
+        answer = "compatible with no extra degradation"
+    elif v["degradation"] > 0:
+        answer = "the firmware degrades more than the float reference"
+    else:
+        answer = "the firmware degrades less than the float reference"
+    share = v["variance_share"]
+    text = (
+        f"**{name}** ({v['data']}): firmware minus float change "
+        f"{_pm(v['firmware_minus_float_accuracy_change'], v['uncertainty'], 100)} points, "
+        f"{answer}. Share of the variance: nominal sample {share['nominal']:.0%} "
+        f"({v['nominal_jets']} jets), shifted sample {share['shifted']:.0%} ({v['jets']} jets)."
+    )
+    if v["nominal_limits"]:
+        text += (
+            " **Warning: the nominal sample limits this verdict**: evaluate on a larger nominal "
+            "sample (`trigger validate --data`) before reading it."
         )
-        if not v["significant"]:
-            answer = "compatible with no extra degradation"
-        elif v["degradation"] > 0:
-            answer = "the firmware degrades more than the float reference"
-        else:
-            answer = "the firmware degrades less than the float reference"
-        verdicts.append(f"**{name}** ({v['data']}): {answer}.")
-    predictors = list(next(iter(shift.values()))["predictors"])
+    return text
+
+
+def _shift_section(shift: dict) -> list[str]:
+    """Per variation: how far it moves the jets, every predictor nominal -> shifted with
+    errors, and the answer to the question with what limits it."""
+    rows = [row for name, v in shift.items() for row in _shift_predictors(name, v)]
+    sizes = [[name, _shift_size(v), _fmt(v["observables"]["max_distance"])]
+             for name, v in shift.items()]  # fmt: skip
     return [
         "## Distribution shift",
-        "Each variation is a sample made under other generator or detector settings. Accuracy "
-        "on it against the nominal test split, its change per predictor (points), and the "
-        "firmware's change minus the float reference's with its standard error (negative: "
-        "compression makes the tagger more fragile); a difference beyond 2 standard errors "
-        "counts as real. Last column: largest significant KS distance between the float "
+        "Each variation is a sample made under other generator or detector settings. Size of "
+        "the shift: KS distance, nominal against shifted, of each input feature (over the "
+        "candidates present) and jet observable, with the effect size in nominal standard "
+        "deviations; last column: largest significant KS distance between the float "
         "reference's and the firmware's selections on the shifted jets.",
-        _table(["variation", "jets", "float accuracy", "firmware accuracy",
-                *[f"change {k}" for k in predictors], "firmware - float change",
-                "KS distance"], rows),
-        " ".join(verdicts),
+        _table(["variation", "KS distance nominal vs shifted (effect size)",
+                "selections KS distance"], sizes),
+        "Per predictor, nominal -> shifted accuracy and mean one-vs-rest AUC with standard "
+        "errors (binomial; Hanley-McNeil, the classes' mean error), and their changes in "
+        "points with the errors of both samples added in quadrature.",
+        _table(["variation", "predictor", "accuracy", "change [points]", "mean AUC",
+                "change [points]"], rows),
+        "The firmware's accuracy change minus the float reference's, with its standard error "
+        "from the paired per-jet differences on each sample (negative: compression makes the "
+        "tagger more fragile); a difference beyond 2 standard errors counts as real.",
+        *[_shift_verdict(name, v) for name, v in shift.items()],
     ]  # fmt: skip
 
 
@@ -245,25 +319,68 @@ def _input_stage_sentence(h: dict) -> str:
     )
 
 
+def _needed(gate: dict) -> str:
+    if gate["verdict"] != UNDECIDED:
+        return "-" if gate["jets_needed"] is None else f"{gate['jets_needed']:,}"
+    return "no estimate" if gate["jets_needed"] is None else f"**{gate['jets_needed']:,}**"
+
+
+def _gates_section(g: dict, decision: dict) -> list[str]:
+    rows = [[n, v["value"], v["uncertainty"], v["limit"],
+             v["verdict"] if v["verdict"] == PASSED else f"**{v['verdict'].upper()}**",
+             "-" if v["jets"] is None else f"{v['jets']:,}", _needed(v)]
+            for n, v in g.items()]  # fmt: skip
+    text = (
+        f"A gate is undecided when the jets evaluated cannot tell its figure from its limit at "
+        f"{decision['confidence']:.0%} confidence; `jets needed` is the number that would "
+        "(from the statistic's distribution: the standard error of an accuracy difference, "
+        "the critical KS distance of each selection, both falling as 1/sqrt(jets); for the "
+        "shift gate, nominal jets with the shifted sample grown in proportion). An undecided "
+        "gate is not passed: evaluate more jets (`trigger validate --data FILE`)."
+    )
+    if decision["undecided"] and decision["allow_undecided"]:
+        text += " This report was allowed to end with undecided gates (`allow_undecided`)."
+    return ["## Gates", _table(["gate", "value", "standard error", "limit", "verdict", "jets",
+                                "jets needed"], rows), text]  # fmt: skip
+
+
+def _baseline_sentence(c: dict, baseline: dict | None) -> str:
+    if baseline is None or "baseline" not in c["predictors"]:
+        return ""
+    difference = baseline.get("firmware_minus_baseline")
+    versus = (
+        ""
+        if difference is None
+        else f" Firmware accuracy minus the baseline's on the same jets: "
+        f"{_pm(difference['value'], difference['uncertainty'], 100)} points."
+    )
+    return (
+        "Baseline: gradient-boosted trees (scikit-learn HistGradientBoostingClassifier) on the "
+        "jet mass, soft-drop mass and candidate count, computed from the same candidates, "
+        "trained on the run's training split: what a trigger reaches without a network." + versus
+    )
+
+
 def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
     c, o, h, g = (metrics[k] for k in ("classification", "observables", "hardware", "gates"))
     predictors = list(c["predictors"])
-    verdict = "PASSED" if all(gate["passed"] for gate in g.values()) else "FAILED"
+    decision = metrics["decision"]
+    evaluation = metrics["evaluation"]
     engine = {"fast": "the fast emulator", "hls": "the hls4ml C++ emulator"}[c["firmware_engine"]]
     parts = [
         f"# Validation report: {title}",
-        f"Gates: **{verdict}**. Test split: {c['test_jets']} jets. Predictors: teacher (large "
-        "float), float (the student's architecture, unquantised), student (quantized), firmware "
+        f"Gates: **{decision['verdict'].upper()}**. Evaluated: {evaluation['jets']:,} jets, "
+        f"{evaluation['jets_from']} {evaluation['data']}. Predictors: baseline (no network), "
+        "teacher (large float), float (the student's architecture, unquantised), student "
+        "(quantized), firmware "
         f"({engine}, bit-exact with the HLS project, which emit-hls checked against the "
         f"{c['firmware_proven_against']} reference).",
-        "## Gates",
-        _table(["gate", "value", "limit", "passed"],
-               [[n, v["value"], v["limit"], "yes" if v["passed"] else "**NO**"]
-                for n, v in g.items()]),
+        *_gates_section(g, decision),
         "## Classification",
         _table(["predictor", "accuracy", *[f"AUC {n}" for n in CLASS_NAMES]],
                [[p, c["predictors"][p]["accuracy"],
                  *[c["predictors"][p]["auc"][n] for n in CLASS_NAMES]] for p in predictors]),
+        _baseline_sentence(c, metrics.get("baseline")),
         f"Firmware top class equals the float reference's on "
         f"{c['firmware_float_top_class_agreement']:.2%} of jets; equals the student's "
         f"on {c['firmware_student_top_class_agreement']:.2%}.",
@@ -276,11 +393,13 @@ def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
         "## Physics observables of selected jets",
         f"Jets each predictor selects as class k at {o['working_point_efficiency']:.0%} "
         f"efficiency for true-k jets (its own cut on p_k), float reference vs firmware; "
-        f"statistic: {o['statistic']}. `*` marks a distance significant at 99% for its "
-        f"sample sizes; `sd` is the effect size, the shift of the firmware selection's mean in "
-        f"standard deviations of the float reference's; `too few` marks a selection too small "
-        f"for a distance of {o['judge_limit']:g} to be significant ({o['too_small_to_judge']} "
-        f"of {o['comparisons']}). Largest significant distance (the gate's figure): "
+        f"statistic: {o['statistic']}. `*` marks a distance significant at "
+        f"{o['confidence']:.0%} for its sample sizes; `sd` is the effect size, the shift of the "
+        f"firmware selection's mean in standard deviations of the float reference's; `too few` "
+        f"marks a selection too small for a distance of {o['judge_limit']:g} to be significant "
+        f"({o['too_small_to_judge']} of {o['comparisons']}; every one resolves it from "
+        f"{_fmt(o['jets_needed'])} evaluation jets). Largest significant distance (the gate's "
+        f"figure): "
         f"{_fmt(o['max_distance'])} ({o['worst'] or 'none significant'}); largest of all: "
         f"{_fmt(o['max_distance_any'])}; largest effect size: {o['max_mean_shift']:.3f} sd.",
         _table(["class", "jets", *OBSERVABLE_LABELS],
@@ -304,6 +423,7 @@ def render_markdown(metrics: dict, plots: dict[str, str], title: str) -> str:
         + _input_stage_sentence(h),
         *_estimate_and_measurement(h),
         f"![hardware]({plots['hardware']})",
+        *_candidate_view_section(metrics.get("candidate_view"), plots),
         *(_shift_section(metrics["shift"]) if "shift" in metrics else []),
     ]  # fmt: skip
     return "\n\n".join(parts) + "\n"

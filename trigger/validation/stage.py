@@ -17,6 +17,7 @@ from trigger.artifacts import (
     check_output,
     data_identity,
     open_artifact,
+    read_artifact,
     require_source,
     stage_output,
 )
@@ -24,18 +25,22 @@ from trigger.config import Recipe, ValidationConfig, load_recipe, save_recipe
 from trigger.data.loader import JetSample, load_test_split, read_jets, readable_jets
 from trigger.errors import TriggerError
 from trigger.inputs import InputStage
-from trigger.io import write_json
+from trigger.io import Log, write_json
 from trigger.validation import hardware as hw
 from trigger.validation import report
-from trigger.validation.gates import evaluate_gates, failed
+from trigger.validation.baseline import FEATURES as BASELINE_FEATURES
+from trigger.validation.baseline import Baseline, baseline_logits, cached_baseline
+from trigger.validation.gates import Measurement, evaluate_gates, failed, overall, undecided
 from trigger.validation.metrics import (
     SIGNALS,
     classification_summary,
     one_vs_rest_roc,
+    paired_accuracy_difference,
     top_class_agreement,
 )
 from trigger.validation.observables import compare_selections, sculpting_curves
-from trigger.validation.shift import shift_summary
+from trigger.validation.shift import Evaluated, shift_summary
+from trigger.validation.view import candidate_view
 
 FLOAT_REFERENCE_DIR = "float_reference"
 
@@ -55,10 +60,15 @@ Sampler = Callable[[InputStage], JetSample]
 
 
 def predictions(
-    run_dir: Path, firmware_dir: Path, sample: Sampler, engine: str = "fast"
+    run_dir: Path,
+    firmware_dir: Path,
+    sample: Sampler,
+    engine: str = "fast",
+    baseline: object | None = None,
 ) -> tuple[dict[str, np.ndarray], JetSample]:
     """Logits of every predictor on the same jets, each under its own input contract; the
-    firmware's from the named emulator (`trigger.emulate.ENGINES`).
+    firmware's from the named emulator (`trigger.emulate.ENGINES`); the baseline's, when
+    given, from the jets' mass, soft-drop mass and candidate count.
 
     The directories are ones `open_artifact` has checked: every file they need is there.
     """
@@ -67,6 +77,8 @@ def predictions(
 
     test = sample(InputStage.load(run_dir / "input_stage.json"))
     outputs: dict[str, np.ndarray] = {}
+    if baseline is not None:
+        outputs["baseline"] = baseline_logits(baseline, test.observables, "evaluation jets")
     if (run_dir / "teacher.h5").is_file():
         teacher_x = sample(InputStage.load(run_dir / "teacher_input_stage.json")).x
         outputs["teacher"] = predict(load_model(run_dir / "teacher.h5"), teacher_x)
@@ -74,6 +86,13 @@ def predictions(
     outputs["student"] = predict(load_model(run_dir / "student.h5"), test.x)
     outputs["firmware"] = emulator(firmware_dir, engine)(test.words)
     return outputs, test
+
+
+def evaluated(outputs: dict[str, np.ndarray], jets: JetSample, features: tuple[str, ...]):
+    """The sample as shift reporting compares it: each input feature over present candidates."""
+    present = jets.candidates[..., 0] > 0
+    inputs = {name: jets.x[..., i][present] for i, name in enumerate(features)}
+    return Evaluated(outputs, jets.labels, jets.observables, inputs)
 
 
 def test_split_sampler(recipe: Recipe, data_path: str | Path, test_jets: int | None) -> Sampler:
@@ -103,6 +122,68 @@ def file_sampler(path: str | Path, test_jets: int | None) -> Sampler:
         return jets
 
     return sample
+
+
+def _training_runs(runs_dir: Path) -> dict[str, Path]:
+    """Data identity -> a run trained on it, over the sealed runs in `runs_dir`."""
+    runs = {}
+    for folder in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else ():
+        artifact = read_artifact(folder)
+        if artifact is not None and artifact.stage == TRAIN and "data" in artifact.sources:
+            runs.setdefault(artifact.sources["data"], folder)
+    return runs
+
+
+def _shard_seeds(path: Path) -> set[int]:
+    from trigger.data.generate import read_manifest
+
+    manifest = read_manifest(path) or {}
+    return {int(shard["seed"]) for shard in manifest.get("shards", [])}
+
+
+def check_unseen(path: Path, run: Artifact, training_path: Path) -> str:
+    """Refuse an evaluation file that any run beside `run` trained on, or whose generator
+    seeds repeat those of the training data (the same seed makes the same jets); its identity
+    otherwise."""
+    identity = data_identity(_existing(path))
+    trained = _training_runs(run.path.resolve().parent).get(identity)
+    if trained is not None:
+        msg = f"{path} is the training data of {trained}: evaluate on jets no run trained on"
+        raise TriggerError(msg)
+    shared = _shard_seeds(path) & _shard_seeds(training_path)
+    if shared:
+        msg = (
+            f"{path} repeats generator seeds of the training data {training_path} "
+            f"({len(shared)} shards): its jets are training jets; generate it with another --seed"
+        )
+        raise TriggerError(msg)
+    return identity
+
+
+def evaluation_sampler(
+    run: Artifact, recipe: Recipe, training_path: Path, test_jets: int | None
+) -> tuple[Sampler, dict]:
+    """The jets validation evaluates: every jet of `validation.data` when set to a file the run
+    did not train on (checked), else the run's test split; and a record of which."""
+    path = recipe.validation.data
+    if path is not None and data_identity(_existing(Path(path))) != run.sources.get("data"):
+        identity = check_unseen(Path(path), run, training_path)
+        held = readable_jets(path, recipe.data.n_constituents)
+        if test_jets is not None and test_jets > held:
+            msg = f"--test-jets {test_jets} is more than the {held} jets of {path}"
+            raise TriggerError(msg)
+        record = {"data": str(path), "identity": identity, "jets_from": "every jet of"}
+        return file_sampler(path, test_jets), record
+    path = Path(path or training_path)
+    record = {"data": str(path), "identity": data_identity(path), "jets_from": "the test split of"}
+    return test_split_sampler(recipe, path, test_jets), record
+
+
+def _existing(path: Path, what: str = "evaluation file") -> Path:
+    if not path.is_file():
+        msg = f"{what} not found: {path} (make it with `trigger data generate`)"
+        raise TriggerError(msg)
+    return path
 
 
 def _classification(outputs: dict[str, np.ndarray], labels: np.ndarray, recipe: Recipe) -> dict:
@@ -171,6 +252,62 @@ def validate_sources(run: Artifact, firmware: Artifact, recipe: Recipe, data_pat
     }
 
 
+def _gate_figures(outputs, labels, observables: dict, hardware: dict, shift: dict, exact: float):
+    """What each gate reads; statistical figures with the jets and uncertainty behind them."""
+    drop, variance = paired_accuracy_difference(outputs["float"], outputs["firmware"], labels)
+    return {
+        "accuracy_drop": Measurement(drop, float(np.sqrt(variance)), len(labels)),
+        "observable_distance": Measurement(
+            observables["max_distance"], jets=observables["jets"],
+            jets_needed=observables["jets_needed"],
+        ),
+        "bit_exact_fraction": exact,
+        "latency_ns": hardware["compressed"].get("latency_ns"),
+        "lut": hardware["compressed"].get("lut"),
+        "dsp": hardware["compressed"].get("dsp"),
+        "shift_degradation": [
+            Measurement(v["degradation"], v["uncertainty"], v["nominal_jets"])
+            for v in shift.values()
+        ],
+    }  # fmt: skip
+
+
+def _decision(gates: dict, validation: ValidationConfig) -> dict:
+    return {
+        "verdict": overall(gates),
+        "failed": failed(gates),
+        "undecided": undecided(gates),
+        "allow_undecided": validation.allow_undecided,
+        "confidence": validation.confidence,
+    }
+
+
+def _baseline(run: Artifact, recipe: Recipe, training_path: Path, run_dir: Path, log: Log):
+    """The cached baseline of the run's training split (trained on first use)."""
+    if data_identity(training_path) != run.sources.get("data"):
+        msg = (
+            f"{training_path} is not the data {run.path} was trained on: the baseline is "
+            "trained on the run's training split (pass the evaluation file with --data)"
+        )
+        raise TriggerError(msg)
+    cache = run_dir.resolve().parent / ".baselines"
+    return cached_baseline(
+        recipe.data, recipe.quantization.input, training_path, run.sources["data"], cache, log
+    )
+
+
+def _baseline_record(baseline: Baseline, outputs: dict[str, np.ndarray], labels) -> dict:
+    difference, variance = paired_accuracy_difference(
+        outputs["firmware"], outputs["baseline"], labels
+    )
+    return {
+        "features": list(BASELINE_FEATURES),
+        "cache": str(baseline.folder),
+        "trained_now": baseline.trained,
+        "firmware_minus_baseline": {"value": difference, "uncertainty": float(np.sqrt(variance))},
+    }
+
+
 def validate(
     run_dir: str | Path,
     firmware_dir: str | Path,
@@ -182,16 +319,20 @@ def validate(
     test_jets: int | None = None,
     engine: str = "fast",
     shifted: dict[str, Path] | None = None,
+    log: Log = print,
 ) -> Validation:
-    """Compare the four predictors; write metrics.json, report.md, report.html and PNGs.
+    """Compare the baseline and the four predictors; write metrics.json, report.md,
+    report.html and PNGs.
 
     The firmware must have been emitted from this run. Its own recipe (the run's, with the
     firmware section it was built with) is the one reported; `validation` replaces that
-    recipe's validation section (what `trigger run` passes). `test_jets` takes the first jets
-    of the test split (all of it by default); `engine` picks the firmware emulator; `shifted`
+    recipe's validation section (what `trigger run` passes). `data_path` is the run's data
+    (default: the recipe's): the baseline trains on its training split and, unless
+    `validation.data` names an evaluation file, its test split is evaluated. `test_jets` takes
+    the first evaluation jets (all by default); `engine` picks the firmware emulator; `shifted`
     names samples made under other conditions (`data generate --variation`), each evaluated
-    against the nominal test split. `out_dir` appears complete or not at all; `replace` lets
-    it replace an earlier report there, never anything else.
+    against the nominal sample. `out_dir` appears complete or not at all; `replace` lets it
+    replace an earlier report there, never anything else.
     """
     run_dir, firmware_dir, out_dir = Path(run_dir), Path(firmware_dir), Path(out_dir)
     run = open_artifact(run_dir, TRAIN)
@@ -203,69 +344,71 @@ def validate(
     recipe = load_recipe(firmware_dir / "recipe.yaml")
     if validation is not None:
         recipe = recipe.model_copy(update={"validation": validation})
-    data_path = Path(data_path or recipe.data.path)
+    data_path = _existing(Path(data_path or recipe.data.path), "the run's data file")
     shifted = shifted or {}
+    sample, evaluation = evaluation_sampler(run, recipe, data_path, test_jets)
     sources = validate_sources(run, firmware, recipe, data_path)
     sources.update(
-        {"test_jets": str(test_jets), "engine": engine}
+        {"test_jets": str(test_jets), "engine": engine, "evaluation": evaluation["identity"]}
         | {f"shifted {name}": data_identity(path) for name, path in shifted.items()}
     )
-    inputs = [run_dir, firmware_dir, data_path, *shifted.values()]
+    inputs = [run_dir, firmware_dir, data_path, Path(evaluation["data"]), *shifted.values()]
     check_output(out_dir, VALIDATE, inputs, replace)
     n_constituents = InputStage.load(run_dir / "input_stage.json").n_constituents
     for path in shifted.values():  # every shifted file readable before any work is done
         readable_jets(path, n_constituents)
-    sample = test_split_sampler(recipe, data_path, test_jets)
-    outputs, test = predictions(run_dir, firmware_dir, sample, engine)
+    baseline = _baseline(run, recipe, data_path, run_dir, log)
+    outputs, test = predictions(run_dir, firmware_dir, sample, engine, baseline.model)
     labels = test.labels
-    efficiency = recipe.validation.working_point_efficiency
-    judge_limit = recipe.validation.gates.max_observable_distance or 0.1
+    evaluation["jets"] = len(labels)
+    settings = recipe.validation
+    efficiency = settings.working_point_efficiency
+    judge_limit = settings.gates.max_observable_distance or 0.1
     observables = compare_selections(
-        outputs["float"], outputs["firmware"], labels, test.observables, efficiency, judge_limit
-    )
+        outputs["float"], outputs["firmware"], labels, test.observables, efficiency,
+        judge_limit, settings.confidence,
+    )  # fmt: skip
     compared = {k: outputs[k] for k in ("float", "student", "firmware")}
     observables["efficiency_curves"] = sculpting_curves(
         compared, labels, test.observables, efficiency
     )
+    nominal = evaluated(outputs, test, recipe.data.features)
     shift = {}
     for name, path in shifted.items():
         shifted_outputs, shifted_jets = predictions(
-            run_dir, firmware_dir, file_sampler(path, test_jets), engine
+            run_dir, firmware_dir, file_sampler(path, test_jets), engine, baseline.model
         )
         shift[name] = shift_summary(
-            (outputs, labels),
-            (shifted_outputs, shifted_jets.labels),
-            shifted_jets.observables,
+            nominal,
+            evaluated(shifted_outputs, shifted_jets, recipe.data.features),
             efficiency,
             judge_limit,
+            settings.confidence,
         ) | {"data": str(path)}
+    view = candidate_view(evaluation["data"], n_constituents)
     classification = _classification(outputs, labels, recipe)
     classification["firmware_engine"] = engine
     classification["firmware_proven_against"] = proof["reference"]
     hardware = _hardware(firmware_dir, recipe, test.candidates.shape[1])
-    accuracy = {k: v["accuracy"] for k, v in classification["predictors"].items()}
-    gates = evaluate_gates(
-        recipe.validation.gates,
-        {
-            "accuracy_drop": accuracy["float"] - accuracy["firmware"],
-            "observable_distance": observables["max_distance"],
-            "bit_exact_fraction": classification["firmware_student_bit_exact_fraction"],
-            "latency_ns": hardware["compressed"].get("latency_ns"),
-            "lut": hardware["compressed"].get("lut"),
-            "dsp": hardware["compressed"].get("dsp"),
-            "shift_degradation": max((v["degradation"] for v in shift.values()), default=None),
-        },
-    )
+    exact = classification["firmware_student_bit_exact_fraction"]
+    figures = _gate_figures(outputs, labels, observables, hardware, shift, exact)
+    gates = evaluate_gates(settings.gates, figures, settings.confidence)
     metrics = {
+        "evaluation": evaluation,
+        "baseline": _baseline_record(baseline, outputs, labels),
         "classification": classification,
         "observables": observables,
         "hardware": hardware,
         "gates": gates,
+        "decision": _decision(gates, settings),
+        "candidate_view": {k: v for k, v in view.items() if k not in ("all", "leading")},
     }
     if shift:
         metrics["shift"] = shift
     with stage_output(out_dir, VALIDATE, sources, inputs=inputs, replace=replace) as tmp:
         plots = _plots(outputs, test, metrics, recipe, tmp)
+        if view["jets"]:
+            plots["candidate_view"] = report.plot_candidate_view(view, tmp / "candidate_view.png")
         write_json(tmp / "metrics.json", metrics)
         markdown = report.render_markdown(metrics, plots, recipe.name)
         (tmp / "report.md").write_text(markdown)
