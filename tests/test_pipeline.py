@@ -284,10 +284,16 @@ def test_validate_on_a_separate_evaluation_file(pipeline, real_jets, tmp_path) -
 @pytest.mark.slow
 def test_validate_refuses_bad_samples_in_one_line(pipeline, tmp_path) -> None:
     from tests.conftest import synthetic_jets
-    from trigger.data.layout import write_jets_file
+    from trigger.data.layout import JET_FEATURES, write_jets_file
 
     narrow = tmp_path / "narrow.h5"
     write_jets_file(narrow, *synthetic_jets(20, max_particles=16))
+    gluons = tmp_path / "gluons.h5"
+    constituents, jets = synthetic_jets(40, max_particles=32)
+    labels = [JET_FEATURES.index(f"j_{c}") for c in ("g", "q", "w", "z", "t")]
+    jets[:, labels] = 0.0
+    jets[:, labels[0]] = 1.0
+    write_jets_file(gluons, constituents, jets)
     out = tmp_path / "v"
     base = ["validate", "runs/demo", "--firmware", "firmware/demo", "--out", str(out)]
     cases = {
@@ -296,6 +302,8 @@ def test_validate_refuses_bad_samples_in_one_line(pipeline, tmp_path) -> None:
         ),
         ("--test-jets", "501"): "--test-jets 501 is more than the 500 jets of the test split of",
         ("--shifted", "nofile"): "--shifted takes NAME=FILE, got 'nofile'",
+        ("--shifted", f"g={gluons}"): f"{gluons}: the shifted sample holds no q, W, Z, t jets",
+        ("--data", str(gluons)): f"{gluons}: the evaluation file holds no q, W, Z, t jets",
     }
     for extra, message in cases.items():
         result = trigger(*base, *extra, cwd=pipeline)

@@ -200,7 +200,9 @@ def test_an_evaluation_file_must_hold_jets_no_run_trained_on(tmp_path: Path) -> 
     from trigger.artifacts import read_artifact
     from trigger.validation.stage import check_unseen
 
-    training = write_synthetic_file(tmp_path / "train.h5", 10, seed=0)
+    training = write_synthetic_file(
+        tmp_path / "train.h5", 40, seed=0
+    )  # every class in its test split
     other = write_synthetic_file(tmp_path / "other.h5", 10, seed=1)
     fresh = write_synthetic_file(tmp_path / "fresh.h5", 10, seed=2)
     _sealed_run(tmp_path / "runs/mine", training)
@@ -226,7 +228,7 @@ def test_an_evaluation_file_must_hold_jets_no_run_trained_on(tmp_path: Path) -> 
     assert same["jets_from"] == "the test split of"
     with pytest.raises(TriggerError, match=r"--test-jets 51 is more than the 50 jets of"):
         evaluation_sampler(run, recipe(fresh), training, 51)
-    with pytest.raises(TriggerError, match="evaluation file not found"):
+    with pytest.raises(TriggerError, match="data file not found"):
         check_unseen(tmp_path / "none.h5", run, training)
 
 

@@ -322,6 +322,33 @@ def flattening_weights(sample: JetSample, bins: int = 10) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+def missing_classes(
+    path: str | Path, split: DataConfig | None = None, limit: int | None = None
+) -> list[str]:
+    """The classes without a jet among the file's first `limit` jets, or among those of its
+    test split under `split`: read from the label columns alone, before any work."""
+    with OpenedJets(path) as f:
+        n = len(f) if split is None or split.max_jets is None else min(len(f), split.max_jets)
+        labels = f.jets[:n][:, f.label_columns()].argmax(axis=1)
+    if split is not None:
+        labels = labels[split_indices(n, split.split, split.split_seed)[2]]
+    labels = labels[:limit]
+    return [name for i, name in enumerate(CLASS_NAMES) if not np.any(labels == i)]
+
+
+def require_every_class(
+    path: str | Path, what: str, split: DataConfig | None = None, limit: int | None = None
+) -> None:
+    """A one-line error when `what` (the jets of `path` a stage evaluates) lacks a class."""
+    missing = missing_classes(path, split, limit)
+    if missing:
+        msg = (
+            f"{path}: {what} holds no {', '.join(missing)} jets: validation needs every class "
+            "(its ROC curves and working points are per class)"
+        )
+        raise TriggerError(msg)
+
+
 def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
     """Deterministic shuffled train/validation/test index arrays for `n` jets."""
     order = np.random.default_rng(seed).permutation(n)

@@ -22,10 +22,16 @@ from trigger.artifacts import (
     stage_output,
 )
 from trigger.config import Recipe, ValidationConfig, load_recipe, save_recipe
-from trigger.data.loader import JetSample, load_test_split, read_jets, readable_jets
+from trigger.data.loader import (
+    JetSample,
+    load_test_split,
+    read_jets,
+    readable_jets,
+    require_every_class,
+)
 from trigger.errors import TriggerError
 from trigger.inputs import InputStage
-from trigger.io import Log, write_json
+from trigger.io import Log, require_file, write_json
 from trigger.validation import hardware as hw
 from trigger.validation import report
 from trigger.validation.baseline import FEATURES as BASELINE_FEATURES
@@ -145,7 +151,7 @@ def check_unseen(path: Path, run: Artifact, training_path: Path) -> str:
     """Refuse an evaluation file that any run beside `run` trained on, or whose generator
     seeds repeat those of the training data (the same seed makes the same jets); its identity
     otherwise."""
-    identity = data_identity(_existing(path))
+    identity = data_identity(path)
     trained = _training_runs(run.path.resolve().parent).get(identity)
     if trained is not None:
         msg = f"{path} is the training data of {trained}: evaluate on jets no run trained on"
@@ -166,24 +172,19 @@ def evaluation_sampler(
     """The jets validation evaluates: every jet of `validation.data` when set to a file the run
     did not train on (checked), else the run's test split; and a record of which."""
     path = recipe.validation.data
-    if path is not None and data_identity(_existing(Path(path))) != run.sources.get("data"):
+    if path is not None and data_identity(path) != run.sources.get("data"):
         identity = check_unseen(Path(path), run, training_path)
         held = readable_jets(path, recipe.data.n_constituents)
         if test_jets is not None and test_jets > held:
             msg = f"--test-jets {test_jets} is more than the {held} jets of {path}"
             raise TriggerError(msg)
+        require_every_class(path, "the evaluation file", limit=test_jets)
         record = {"data": str(path), "identity": identity, "jets_from": "every jet of"}
         return file_sampler(path, test_jets), record
     path = Path(path or training_path)
+    require_every_class(path, "the test split", recipe.data, test_jets)
     record = {"data": str(path), "identity": data_identity(path), "jets_from": "the test split of"}
     return test_split_sampler(recipe, path, test_jets), record
-
-
-def _existing(path: Path, what: str = "evaluation file") -> Path:
-    if not path.is_file():
-        msg = f"{what} not found: {path} (make it with `trigger data generate`)"
-        raise TriggerError(msg)
-    return path
 
 
 def _classification(outputs: dict[str, np.ndarray], labels: np.ndarray, recipe: Recipe) -> dict:
@@ -344,7 +345,7 @@ def validate(
     recipe = load_recipe(firmware_dir / "recipe.yaml")
     if validation is not None:
         recipe = recipe.model_copy(update={"validation": validation})
-    data_path = _existing(Path(data_path or recipe.data.path), "the run's data file")
+    data_path = require_file(data_path or recipe.data.path, "the run's data file")
     shifted = shifted or {}
     sample, evaluation = evaluation_sampler(run, recipe, data_path, test_jets)
     sources = validate_sources(run, firmware, recipe, data_path)
@@ -357,6 +358,7 @@ def validate(
     n_constituents = InputStage.load(run_dir / "input_stage.json").n_constituents
     for path in shifted.values():  # every shifted file readable before any work is done
         readable_jets(path, n_constituents)
+        require_every_class(path, "the shifted sample", limit=test_jets)
     baseline = _baseline(run, recipe, data_path, run_dir, log)
     outputs, test = predictions(run_dir, firmware_dir, sample, engine, baseline.model)
     labels = test.labels
