@@ -360,10 +360,19 @@ def test_run_writes_a_self_contained_report(pipeline) -> None:
 
 @pytest.mark.slow
 def test_rerun_skips_up_to_date_stages(pipeline) -> None:
+    marker = pipeline / "validation/demo/artifact.json"
+    sealed = marker.stat().st_mtime_ns
+    first = json.loads((pipeline / "validation/demo/metrics.json").read_text())
     result = trigger("run", "demo.yaml", cwd=pipeline)
     assert result.returncode in (0, 1), result.stderr
     assert "train-and-compress: runs/demo is up to date" in result.stdout
     assert "emit-hls: firmware/demo is up to date" in result.stdout
+    assert "validate: validation/demo is up to date" in result.stdout
+    assert marker.stat().st_mtime_ns == sealed, "the report was not written again"
+    decision = first["decision"]
+    allowed = decision["verdict"] == "undecided" and decision["allow_undecided"]
+    exit_code = 0 if decision["verdict"] == "passed" or allowed else 1
+    assert result.returncode == exit_code, "the same verdict decides the exit code"
 
 
 @pytest.mark.slow

@@ -49,7 +49,7 @@ def ensure_data(
 def run_pipeline(recipe: Recipe, workers: int = 2, log: Log = print) -> Validation:
     from trigger.compress import train_and_compress, train_sources
     from trigger.hls.stage import emit_hls, emit_sources
-    from trigger.validation.stage import validate
+    from trigger.validation.stage import current_report, validate
 
     layout = Layout.for_recipe(recipe)
     data_path = ensure_data(Path(recipe.data.path), recipe.data.generation, workers, log)
@@ -72,6 +72,16 @@ def run_pipeline(recipe: Recipe, workers: int = 2, log: Log = print) -> Validati
             log=log,
         )
 
+    report = current_report(
+        layout.run_dir,
+        layout.firmware_dir,
+        layout.validation_dir,
+        data_path,
+        validation=recipe.validation,
+    )
+    if report is not None:
+        log(f"validate: {layout.validation_dir} is up to date")
+        return report
     log(f"validate: {layout.validation_dir}")
     return validate(
         layout.run_dir,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from trigger.artifacts import (
     VALIDATE,
     Artifact,
     check_output,
+    current,
     data_identity,
     open_artifact,
     read_artifact,
@@ -309,6 +311,65 @@ def _baseline_record(baseline: Baseline, outputs: dict[str, np.ndarray], labels)
     }
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a report is made from, checked before any work."""
+
+    run: Artifact
+    recipe: Recipe
+    proof: dict[str, Any]  # the firmware's emulation.json
+    data_path: Path
+    sample: Sampler
+    evaluation: dict[str, Any]
+    sources: dict[str, str]
+    inputs: list[Path]
+
+
+def _plan(
+    run_dir: Path,
+    firmware_dir: Path,
+    data_path: str | Path | None,
+    validation: ValidationConfig | None,
+    test_jets: int | None,
+    engine: str,
+    shifted: dict[str, Path],
+) -> _Plan:
+    from trigger.hls.stage import require_proven
+
+    run = open_artifact(run_dir, TRAIN)
+    firmware = open_artifact(firmware_dir, EMIT)
+    require_source(firmware, "run", run)
+    proof = require_proven(firmware_dir)  # not when its exactness checks failed at emit-hls
+    recipe = load_recipe(firmware_dir / "recipe.yaml")
+    if validation is not None:
+        recipe = recipe.model_copy(update={"validation": validation})
+    data_path = require_file(data_path or recipe.data.path, "the run's data file")
+    sample, evaluation = evaluation_sampler(run, recipe, data_path, test_jets)
+    sources = validate_sources(run, firmware, recipe, data_path)
+    sources.update(
+        {"test_jets": str(test_jets), "engine": engine, "evaluation": evaluation["identity"]}
+        | {f"shifted {name}": data_identity(path) for name, path in shifted.items()}
+    )
+    inputs = [run_dir, firmware_dir, data_path, Path(evaluation["data"]), *shifted.values()]
+    return _Plan(run, recipe, proof, data_path, sample, evaluation, sources, inputs)
+
+
+def current_report(
+    run_dir: str | Path,
+    firmware_dir: str | Path,
+    out_dir: str | Path,
+    data_path: str | Path | None = None,
+    *,
+    validation: ValidationConfig | None = None,
+) -> Validation | None:
+    """The report at `out_dir` when it is intact and made from exactly what `validate` with
+    these arguments would read (the run, firmware, data, settings); None otherwise."""
+    plan = _plan(Path(run_dir), Path(firmware_dir), data_path, validation, None, "fast", {})
+    if not current(out_dir, VALIDATE, plan.sources):
+        return None
+    return Validation(Path(out_dir), json.loads((Path(out_dir) / "metrics.json").read_text()))
+
+
 def validate(
     run_dir: str | Path,
     firmware_dir: str | Path,
@@ -336,24 +397,16 @@ def validate(
     replace an earlier report there, never anything else.
     """
     run_dir, firmware_dir, out_dir = Path(run_dir), Path(firmware_dir), Path(out_dir)
-    run = open_artifact(run_dir, TRAIN)
-    firmware = open_artifact(firmware_dir, EMIT)
-    require_source(firmware, "run", run)
-    from trigger.hls.stage import require_proven
-
-    proof = require_proven(firmware_dir)  # not when its exactness checks failed at emit-hls
-    recipe = load_recipe(firmware_dir / "recipe.yaml")
-    if validation is not None:
-        recipe = recipe.model_copy(update={"validation": validation})
-    data_path = require_file(data_path or recipe.data.path, "the run's data file")
     shifted = shifted or {}
-    sample, evaluation = evaluation_sampler(run, recipe, data_path, test_jets)
-    sources = validate_sources(run, firmware, recipe, data_path)
-    sources.update(
-        {"test_jets": str(test_jets), "engine": engine, "evaluation": evaluation["identity"]}
-        | {f"shifted {name}": data_identity(path) for name, path in shifted.items()}
+    plan = _plan(run_dir, firmware_dir, data_path, validation, test_jets, engine, shifted)
+    run, recipe, data_path, sample, evaluation = (
+        plan.run,
+        plan.recipe,
+        plan.data_path,
+        plan.sample,
+        plan.evaluation,
     )
-    inputs = [run_dir, firmware_dir, data_path, Path(evaluation["data"]), *shifted.values()]
+    sources, inputs = plan.sources, plan.inputs
     check_output(out_dir, VALIDATE, inputs, replace)
     n_constituents = InputStage.load(run_dir / "input_stage.json").n_constituents
     for path in shifted.values():  # every shifted file readable before any work is done
@@ -390,7 +443,7 @@ def validate(
     view = candidate_view(evaluation["data"], n_constituents)
     classification = _classification(outputs, labels, recipe)
     classification["firmware_engine"] = engine
-    classification["firmware_proven_against"] = proof["reference"]
+    classification["firmware_proven_against"] = plan.proof["reference"]
     hardware = _hardware(firmware_dir, recipe, test.candidates.shape[1])
     exact = classification["firmware_student_bit_exact_fraction"]
     figures = _gate_figures(outputs, labels, observables, hardware, shift, exact)
