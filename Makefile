@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 # The whole pipeline on the default recipe; data/demo.h5 (2,000 jets per class) is generated
 # on first use. Validation runs on a separate evaluation file of another seed (no training jet
 # in it), large enough for every gate to decide: the observable gate needs about 25,000 jets
-# (README, "Enough jets"). The report lands in validation/default/report.html, the dataset's
+# (docs/usage.md, "Enough jets"). The report lands in validation/default/report.html, the dataset's
 # plot beside the dataset (data/demo.png).
 DEMO_EVAL := data/demo_eval.h5
 
