@@ -185,8 +185,8 @@ def test_emulate_refuses_what_does_not_fit_in_one_line(pipeline, real_jets, tmp_
         ("--data", str(real_jets), "--out", str(narrow)): (
             f"{narrow} exists and `trigger emulate` did not write it: choose another output"
         ),
-        ("--data", str(narrow), "--out", str(narrow)): (
-            f"output {narrow} is this command's input {narrow}: choose another output"
+        ("--data", str(real_jets), "--out", str(real_jets)): (
+            f"output {real_jets} is this command's input {real_jets}: choose another output"
         ),
     }
     for args, message in cases.items():
