@@ -280,7 +280,7 @@ def test_a_signal_stops_generation_and_all_its_workers(tmp_path: Path, sent, cod
     process = _start_generation(tmp_path)
     children = _children(process.pid)
     process.send_signal(sent)
-    assert process.wait(timeout=60) == code  # 1 would read as a failed gate
+    assert process.wait(timeout=180) == code  # 1 would read as a failed gate
     deadline = time.monotonic() + 30
     while any(_running(pid) for pid in children):
         assert time.monotonic() < deadline, [p for p in children if _running(p)]

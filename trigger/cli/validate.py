@@ -149,7 +149,7 @@ def report_gates(metrics: dict, out_dir: Path) -> None:
     accuracies = ", ".join(f"{n} {p['accuracy']:.4f}" for n, p in predictors.items())
     click.echo(f"accuracy: {accuracies}")
     exact = metrics["classification"]["firmware_student_bit_exact_fraction"]
-    reference = metrics["classification"]["firmware_proven_against"]
+    reference = metrics["classification"].get("firmware_proven_against", "reference")
     click.echo(f"firmware bit-exact with the student ({reference}) on {exact:.2%} of the jets")
     for name, shift in metrics.get("shift", {}).items():
         limited = " (the nominal sample limits it)" if shift["nominal_limits"] else ""
