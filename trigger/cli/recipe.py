@@ -64,14 +64,10 @@ def from_trial(trial_dir: Path, out: Path, force: bool) -> None:
     """
     from trigger.io import atomic_path, check_file_output
     from trigger.sweep import recipe_from_trial
-    from trigger.sweep.driver import FROM_TRIAL_MARK
+    from trigger.sweep.driver import written_from_trial
 
     def check(final: Path) -> None:
-        def ours(path: Path) -> bool:
-            with path.open(errors="replace") as handle:
-                return handle.readline().startswith(FROM_TRIAL_MARK)
-
-        check_file_output(final, "recipe from-trial", ours, replace=force)
+        check_file_output(final, "recipe from-trial", written_from_trial, replace=force)
 
     check(out)
     text = recipe_from_trial(trial_dir)

@@ -379,6 +379,12 @@ def confirm_front(front: list[dict[str, Any]], out: Path, data: Path, client: An
 FROM_TRIAL_MARK = "# trigger recipe from-trial: sweep trial"
 
 
+def written_from_trial(path: Path) -> bool:
+    """Whether the recipe file at `path` is one `trigger recipe from-trial` wrote."""
+    with path.open(errors="replace") as handle:
+        return handle.readline().startswith(FROM_TRIAL_MARK)
+
+
 def trial_recipe(directory: Path) -> str:
     """A trial's recipe file: its base recipe's settings with the trial's overrides."""
     import yaml
