@@ -301,3 +301,17 @@ def test_quantized_context_is_permutation_invariant_and_round_trips(tmp_path):
     assert _names_and_types(loaded) == _names_and_types(model)
     x = _jets_with_padding(16, 16, np.random.default_rng(2))
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_context_dense_layers_are_pruned_like_phi():
+    import tensorflow_model_optimization as tfmot
+
+    from trigger import compress
+
+    model = taggers.build_student(_context_recipe(context_blocks=2), N_FEATURES)
+    kernel_shapes = [k.shape for k in compress.prunable_kernels(model)]
+    assert (8, 8) in kernel_shapes and (6, 6) in kernel_shapes  # context_0, context_1
+    schedule = tfmot.sparsity.keras.ConstantSparsity(0.5, 0)
+    wrapped = compress._wrap_for_pruning(model, schedule)
+    pruned = {layer.name for layer in wrapped.layers if hasattr(layer, "pruning_vars")}
+    assert {"prune_low_magnitude_context_0", "prune_low_magnitude_context_1"} <= pruned
