@@ -210,7 +210,8 @@ def test_per_stage_yosys_counts_the_same_design_and_resumes(built: Built) -> Non
 
 
 @pytest.mark.parametrize(
-    ("kind", "pooling"), [("deepsets", "mean"), ("deepsets", "max"), ("mlp", "mean")]
+    ("kind", "pooling"),
+    [("deepsets", "mean"), ("deepsets", "max"), ("context", "max"), ("mlp", "mean")],
 )
 def test_traced_logic_is_bit_exact(kind: str, pooling: str) -> None:
     """The da4ml netlist itself (its C++ interpreter, no Verilator): all variants, with ties."""

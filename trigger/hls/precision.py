@@ -209,6 +209,12 @@ def mean_pool_formats(x: Fixed, n: int) -> tuple[Fixed, Fixed]:
     return accum, result
 
 
+def sum_format(a: Fixed, b: Fixed) -> Fixed:
+    """The narrowest format holding a + b exactly for every a and b the two formats allow."""
+    fractional = max(a.fractional, b.fractional)
+    return smallest_holding(a.min + b.min, a.max + b.max, fractional)
+
+
 def on_grid(values: np.ndarray, fmt: Fixed) -> np.ndarray:
     """Values rounded half to even onto `fmt`'s grid and saturated to its range."""
     lsb = float(fmt.lsb)

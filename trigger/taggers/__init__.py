@@ -119,7 +119,8 @@ def _context_block(x, b: int, recipe: Recipe | None):
     """x + relu(dense(mean of x over candidates)), the context repeated onto every candidate.
 
     The mean is hls4ml's global average pooling (an exact shift for N a power of two); the
-    repeat is a Reshape and an UpSampling1D, which hls4ml converts, unlike a broadcasting Add.
+    repeat is a Reshape and an UpSampling1D (hls4ml's Resize), so both operands of the Add have
+    the candidates' shape, as every hls4ml io type needs.
     """
     import tensorflow as tf
 
