@@ -272,7 +272,7 @@ def test_context_plan_adds_its_branch_exactly_and_its_arithmetic_round_trips(
     back in the exact sum format; the fast emulator on that arithmetic equals QKeras on toy,
     random and edge-case jets, and again after `save_arithmetic` and loading it back."""
     from trigger.hls.fast import _load_arithmetic, fast_emulator, save_arithmetic
-    from trigger.hls.precision import sum_format
+    from trigger.hls.precision import sum_accumulation
     from trigger.inputs import random_words
 
     recipe = make_recipe("context_n16_7bit", toy_file)
@@ -282,11 +282,10 @@ def test_context_plan_adds_its_branch_exactly_and_its_arithmetic_round_trips(
     plan = _plan(fw.model)
     add = plan.layer("context_0_add")
     assert add.source == "phi_0_act"
-    assert add.result == sum_format(
-        plan.layer("phi_0_act").result, plan.layer("context_0_act").result
-    )
+    exact = sum_accumulation(plan.layer("phi_0_act").result, plan.layer("context_0_act").result)
+    assert add.result == exact.accum and add.accumulation == exact
     assert add.result.hls() == "ap_ufixed<8,4>"  # two ap_ufixed<7,3>: one integer bit more
-    assert add.result.width in plan.sum_bits() and plan.keras_float32_exact()
+    assert exact.significant_bits == 8 and 8 in plan.sum_bits() and plan.keras_float32_exact()
     kinds = [(op.kind, op.name, op.source) for op in plan.arithmetic()]
     saved = kinds.index(("save", "phi_0_act", None))
     assert kinds[saved - 1] == ("round", "phi_0_act", None)

@@ -272,14 +272,6 @@ def test_context_student_layer_contract_and_float_twin():
             "averages over 24 constituents",
         ),
         (
-            {
-                "architecture": {"kind": "context"},
-                "quantization": {"method": "hgq"},
-                "pruning": {"enabled": False},
-            },
-            "use qkeras for context",
-        ),
-        (
             {"architecture": {"phi": [8, 4]}, "quantization": {"layers": {"context_0": {}}}},
             "names 'context_0'",
         ),

@@ -433,9 +433,6 @@ class Recipe(Strict):
                 "pruning.enabled: false"
             )
             raise ValueError(msg)
-        if self.quantization.method == "hgq" and self.architecture.kind == "context":
-            msg = "quantization.method hgq builds deepsets and mlp students: use qkeras for context"
-            raise ValueError(msg)
         if self.quantization.method == "hgq" and not self.quantization.enabled:
             msg = "quantization.method hgq needs quantization.enabled: true"
             raise ValueError(msg)

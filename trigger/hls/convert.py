@@ -41,7 +41,7 @@ from trigger.hls.precision import (
     dense_accumulation,
     mean_pool_formats,
     quantizer_format,
-    sum_format,
+    sum_accumulation,
 )
 
 PROJECT_NAME = "tagger"
@@ -164,7 +164,7 @@ class Plan:
             )
             # An HGQ layer's result type is the quantizer that followed it (convert_hgq).
             exact_sum = lp.accumulation is not None and lp.result == lp.accumulation.accum
-            if lp.kind in ("Dense", "ReLU") and not exact_sum:
+            if lp.kind in ("Dense", "ReLU", "Add") and not exact_sum:
                 operations.append(Operation("round", lp.name, (), lp.result))
             if lp.name in saved:
                 operations.append(Operation("save", lp.name))
@@ -191,15 +191,13 @@ class Plan:
         }
 
     def sum_bits(self) -> list[int]:
-        """Significant bits of every sum the model computes: each dense layer's, each mean
-        pooling's (N values of the input format: log2(N) more bits than one) and each Add's
-        (its exact result format's)."""
+        """Significant bits of every sum the model computes: each dense layer's and each Add's
+        (their `accumulation`), and each mean pooling's (N values of the input format: log2(N)
+        more bits than one)."""
         bits = [lp.accumulation.significant_bits for lp in self.layers if lp.accumulation]
         for previous, lp in itertools.pairwise(self.layers):
             if lp.kind == "GlobalAveragePooling1D":
                 bits.append(previous.result.width + int(lp.layer.input.shape[1]).bit_length() - 1)
-            if lp.kind == "Add":
-                bits.append(lp.result.width - int(lp.result.signed))
         return bits
 
     def layer(self, name: str) -> LayerPlan:
@@ -400,7 +398,8 @@ def _flatten(plan: Plan, lp: LayerPlan, x: Fixed) -> None:
 
 def _add(plan: Plan, lp: LayerPlan, x: Fixed) -> None:
     # The exact sum: hls4ml adds in ap_fixed and casts to this type without loss.
-    lp.precision["result"] = sum_format(plan.layer(lp.source).result, x)
+    lp.accumulation = sum_accumulation(plan.layer(lp.source).result, x)
+    lp.precision["result"] = lp.accumulation.accum
 
 
 _FORMAT_RULES: dict[str, Callable[[Plan, LayerPlan, Fixed], None]] = {
