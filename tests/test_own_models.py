@@ -502,9 +502,12 @@ def build_context(seed: int = 0, tile: str = "upsample") -> Any:
 
 
 @pytest.mark.slow
+# hls4ml's link_existing_project leaves hls4ml_config.yml open (utils/link.py).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_hand_written_context_tagger_firmware_is_bit_exact(tmp_path: Path) -> None:
     """`emit_model` on the hand-written context tagger: emulator and testbench bit-exact on
-    test jets; the emulator also on random jets and the input stage's edge cases."""
+    test jets; the emulator also on random jets and the input stage's edge cases; the project
+    opens, compiles and predicts with hls4ml's `link_existing_project`."""
     import json
 
     from trigger.hls import emulate
@@ -521,6 +524,13 @@ def test_hand_written_context_tagger_firmware_is_bit_exact(tmp_path: Path) -> No
     emulated = emulate(out, x)
     np.testing.assert_array_equal(emulated, expected(CONTEXT, model, x))
     assert len(np.unique(emulated.argmax(1))) > 1
+    # hls4ml opens the project itself (stock layers: Resize, Merge) and its bridge agrees.
+    import hls4ml
+
+    linked = hls4ml.converters.link_existing_project(str(out))
+    linked.compile()
+    features = CONTEXT.stage.apply_words(x[:200])
+    np.testing.assert_array_equal(linked.predict(features).reshape(200, -1), emulated[:200])
 
 
 def test_context_without_its_repeat_is_refused_by_name() -> None:
@@ -530,3 +540,22 @@ def test_context_without_its_repeat_is_refused_by_name() -> None:
 
     with pytest.raises(TriggerError, match=r"layer 'ctx_row' \(Reshape\): emit-hls supports"):
         plan_student(build_context(tile="reshape_only"), FirmwareConfig())
+
+
+def test_an_add_of_the_unquantized_input_is_refused_by_name() -> None:
+    """The firmware sees the input quantizer's output only: an Add of the raw input is named."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits
+
+    from trigger.config import FirmwareConfig
+    from trigger.hls.convert import plan_student
+
+    inputs = tf.keras.layers.Input((8, 3))
+    x = QActivation(quantized_bits(8, 2, alpha=1), name="q")(inputs)
+    bits = quantized_bits(6, 0, alpha=1)
+    x = QDense(3, kernel_quantizer=bits, bias_quantizer=bits, name="f0")(x)
+    x = QActivation("quantized_relu(6,2)", name="f0_relu")(x)
+    x = tf.keras.layers.Add(name="skip")([inputs, x])
+    model = tf.keras.Model(inputs, tf.keras.layers.GlobalAveragePooling1D()(x))
+    with pytest.raises(TriggerError, match=r"layer 'skip' \(Add\): .* after the input quantizer"):
+        plan_student(model, FirmwareConfig())

@@ -230,12 +230,13 @@ def check_chained(layers: list[Any], i: int) -> str | None:
             raise TriggerError(msg)
         return None
     inputs = list(layer.input)
-    earlier = {id(other.output): other for other in layers[: i - 1]}
+    # Not the input layer: the firmware has only the input quantizer's output.
+    earlier = {id(other.output): other for other in layers[1 : i - 1]}
     others = [t for t in inputs if t is not previous.output]
     if len(inputs) != 2 or len(others) != 1 or id(others[0]) not in earlier:
         msg = (
             f"layer '{layer.name}' (Add): emit-hls adds the previous layer's output to that "
-            "of one earlier layer of the chain"
+            "of one earlier layer of the chain, after the input quantizer"
         )
         raise TriggerError(msg)
     source = earlier[id(others[0])]
