@@ -168,3 +168,40 @@ def test_a_per_element_format_is_refused_with_the_layer_named() -> None:
                             "TRN", "SAT", name="phi_0_quantizer")(h)  # fmt: skip
     with pytest.raises(TriggerError, match="'phi_0_quantizer': a format per element"):
         plan_student(tf.keras.Model(x, h), FirmwareConfig())
+
+
+@pytest.mark.slow
+def test_hgq_context_student_is_bit_exact_in_every_engine(tmp_path: Path) -> None:
+    """An HGQ context student (HAdd quantizing the context sum onto its learned format): the
+    fast emulator, the da4ml trace and the compiled HLS C++ equal its proxy model bit for bit,
+    in any candidate order."""
+    from tests.constituents import stage_for_random_words
+    from trigger.hls import emulate
+    from trigger.hls.convert import plan_student
+    from trigger.hls.fast import fast_emulator
+    from trigger.hls.stage import write_project
+    from trigger.rtl import trace_student
+    from trigger.taggers import build_student, hgq
+
+    tree = HGQ_RECIPE | {"architecture": {"kind": "context", "phi": [8, 6], "rho": [8]}}
+    recipe = recipe_from_dict(tree, source="hgq_context")
+    port = recipe.quantization.input
+    stage = stage_for_random_words(8, tuple(recipe.data.features), port.bits, port.integer)
+    words = _words(stage.n_constituents, 2000)
+    x = stage.apply_words(words)
+    model, _ = hgq.to_firmware_model(build_student(recipe, len(recipe.data.features)), x)
+    plan = plan_student(model, recipe.firmware)
+    kinds = [op.kind for op in plan.arithmetic()]
+    assert "save" in kinds and kinds[kinds.index("add") + 1] == "round"  # HAdd's quantizer
+    keras = model.predict(x, verbose=0, batch_size=4096).astype(np.float64)
+    assert len(np.unique(keras.argmax(1))) > 1
+    fast = fast_emulator(model, stage, recipe.firmware)
+    np.testing.assert_array_equal(fast(words), keras)
+    shuffled = permute_candidates(words, stage.n_constituents, np.random.default_rng(5))
+    np.testing.assert_array_equal(fast(shuffled), keras)
+    comb = trace_student(model, stage, recipe.firmware).comb
+    some = np.r_[0:200, 2000 : len(words)]  # random words and every edge case
+    traced = np.array([comb.predict(w.astype(np.float64)) for w in words[some]])
+    np.testing.assert_array_equal(traced.reshape(len(some), -1), keras[some])
+    write_project(model, stage, tmp_path / "hls", recipe.firmware)
+    np.testing.assert_array_equal(emulate(tmp_path / "hls", words), keras)

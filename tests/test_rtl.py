@@ -136,6 +136,29 @@ def test_verilator_is_bit_exact(built: Built) -> None:
 
 @pytest.mark.slow
 @needs_tools
+def test_context_tagger_verilog_is_bit_exact(tmp_path: Path) -> None:
+    """A context block (the candidates' mean, a dense layer, added back onto every candidate) as
+    Verilog in Verilator: every output bit equals the input stage + QKeras."""
+    from da4ml.cmvm.types import Pipeline
+
+    from trigger.rtl import emit_rtl, simulate
+
+    recipe = small_recipe("context", "max")
+    model, stage = random_student(recipe, seed=3), small_stage(recipe)
+    words = jets(stage.n_constituents, 1000, seed=5)
+    figures = emit_rtl(model, stage, tmp_path / "rtl", recipe.firmware, words, yosys=False)
+    assert figures["bit_exact"]["bit_exact_fraction"] == 1.0
+    pipe = Pipeline.load(tmp_path / "rtl" / "model" / "pipeline.json")
+    cycles = figures["latency_cycles"]
+    binary = tmp_path / "rtl" / "sim" / "obj_dir" / "Vtb"
+    stream = simulate.run(binary, simulate.PortCoding.of(pipe), words, cycles + 2)
+    expected = reference(model, stage, words)
+    np.testing.assert_array_equal(stream[cycles : cycles + len(words)], expected)
+    assert len(np.unique(expected.argmax(1))) > 1
+
+
+@pytest.mark.slow
+@needs_tools
 def test_rtl_is_permutation_invariant(built: Built) -> None:
     from da4ml.cmvm.types import Pipeline
 
@@ -210,7 +233,8 @@ def test_per_stage_yosys_counts_the_same_design_and_resumes(built: Built) -> Non
 
 
 @pytest.mark.parametrize(
-    ("kind", "pooling"), [("deepsets", "mean"), ("deepsets", "max"), ("mlp", "mean")]
+    ("kind", "pooling"),
+    [("deepsets", "mean"), ("deepsets", "max"), ("context", "max"), ("mlp", "mean")],
 )
 def test_traced_logic_is_bit_exact(kind: str, pooling: str) -> None:
     """The da4ml netlist itself (its C++ interpreter, no Verilator): all variants, with ties."""

@@ -316,3 +316,28 @@ def test_local_workers_run_tensorflow_on_one_thread(client) -> None:
     assert len(client.nthreads()) == 2 and set(client.nthreads().values()) == {1}
     _, omp, intra = client.submit(threads, pure=False).result()
     assert (omp, intra) == ("1", 1)
+
+
+def test_context_sweep_file_loads_and_every_architecture_it_draws_is_a_valid_recipe(
+    tmp_path: Path,
+) -> None:
+    """models/sweeps/context.yaml (its data file replaced by a stand-in): every combination of
+    phi, context blocks and candidate count it can draw passes the recipe's cross checks."""
+    import itertools
+
+    from trigger.config import load_recipe
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "sweeps" / "context.yaml"
+    tree = yaml.safe_load(shipped.read_text())
+    (tmp_path / "jets.h5").touch()
+    tree["data"] = str(tmp_path / "jets.h5")
+    tree["recipe"] = str((shipped.parent / tree["recipe"]).resolve())
+    tree["references"] = [str((shipped.parent / r).resolve()) for r in tree["references"]]
+    (tmp_path / "context.yaml").write_text(yaml.safe_dump(tree))
+    spec, base = load_sweep(tmp_path / "context.yaml")
+    assert base.architecture.kind == "context"
+    space = {k: spec.space[k].grid() for k in tree["space"] if k.startswith(("arch", "data"))}
+    for values in itertools.product(*space.values()):
+        params = dict(zip(space, values, strict=True))
+        sets = [f"{k}={json.dumps(v)}" for k, v in params.items()]
+        assert load_recipe(spec.recipe, sets).architecture.kind == "context"

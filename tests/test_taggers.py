@@ -215,3 +215,95 @@ def test_shipped_recipes_load_and_build(path):
 def test_sum_pooling_is_rejected():
     with pytest.raises(TriggerError, match=r"architecture\.pooling"):
         recipe_from_dict({"architecture": {"pooling": "sum"}})
+
+
+def _context_recipe(**architecture):
+    return recipe_from_dict(
+        {
+            "architecture": {"kind": "context", "phi": [8, 6, 4], "rho": [6], **architecture},
+            "quantization": {"layers": {"context_0": {"weight": {"bits": 6, "integer": 1}}}},
+        }
+    )
+
+
+def test_context_student_layer_contract_and_float_twin():
+    recipe = _context_recipe(context_blocks=2)
+    model = taggers.build_student(recipe, N_FEATURES)
+    block = [
+        ("context_{b}_pool", "GlobalAveragePooling1D"),
+        ("context_{b}", "QDense"),
+        ("context_{b}_act", "QActivation"),
+        ("context_{b}_expand", "Reshape"),
+        ("context_{b}_repeat", "UpSampling1D"),
+        ("context_{b}_add", "Add"),
+    ]
+    expected = [("input", "InputLayer"), ("input_quant", "QActivation")]
+    for i in range(3):
+        expected += [(f"phi_{i}", "QDense"), (f"phi_{i}_act", "QActivation")]
+        if i < 2:
+            expected += [(name.format(b=i), kind) for name, kind in block]
+    assert _names_and_types(model)[: len(expected)] == expected
+    add = model.get_layer("context_0_add")
+    assert [t.node.layer.name for t in add.input] == ["phi_0_act", "context_0_repeat"]
+    assert model.get_layer("context_0").output_shape == (None, 8)
+    assert model.get_layer("context_1_repeat").output_shape == (None, 16, 6)
+    assert (
+        str(model.get_layer("context_0").kernel_quantizer_internal)
+        == "quantized_bits(6,1,0,alpha=1)"
+        != str(model.get_layer("context_1").kernel_quantizer_internal)
+    )
+    twin = taggers.build_float(recipe, N_FEATURES)
+    assert [n for n, _ in _names_and_types(twin)] == [n for n, _ in _names_and_types(model)]
+    assert [layer.name for layer in taggers.dense_layers(twin)] == [
+        layer.name for layer in taggers.dense_layers(model)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"architecture": {"kind": "context", "phi": [8], "context_blocks": 1}}, "context_blocks"),
+        (
+            {"architecture": {"kind": "context", "phi": [8, 4], "context_blocks": 2}},
+            r"context_blocks \(2\) must be smaller",
+        ),
+        (
+            {"architecture": {"kind": "context", "pooling": "max"}, "data": {"n_constituents": 24}},
+            "averages over 24 constituents",
+        ),
+        (
+            {"architecture": {"phi": [8, 4]}, "quantization": {"layers": {"context_0": {}}}},
+            "names 'context_0'",
+        ),
+    ],
+)
+def test_context_shapes_the_firmware_cannot_take_are_refused(change, message):
+    with pytest.raises(TriggerError, match=message):
+        recipe_from_dict(change)
+
+
+def test_quantized_context_is_permutation_invariant_and_round_trips(tmp_path):
+    model = taggers.build_student(_context_recipe(), N_FEATURES)
+    _randomise(model)
+    assert_permutation_invariant(model)
+    from trigger.compress import _save_h5
+
+    _save_h5(model, tmp_path / "student.h5")
+    loaded = taggers.load_model(tmp_path / "student.h5")
+    assert _names_and_types(loaded) == _names_and_types(model)
+    x = _jets_with_padding(16, 16, np.random.default_rng(2))
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_context_dense_layers_are_pruned_like_phi():
+    import tensorflow_model_optimization as tfmot
+
+    from trigger import compress
+
+    model = taggers.build_student(_context_recipe(context_blocks=2), N_FEATURES)
+    kernel_shapes = [k.shape for k in compress.prunable_kernels(model)]
+    assert (8, 8) in kernel_shapes and (6, 6) in kernel_shapes  # context_0, context_1
+    schedule = tfmot.sparsity.keras.ConstantSparsity(0.5, 0)
+    wrapped = compress._wrap_for_pruning(model, schedule)
+    pruned = {layer.name for layer in wrapped.layers if hasattr(layer, "pruning_vars")}
+    assert {"prune_low_magnitude_context_0", "prune_low_magnitude_context_1"} <= pruned

@@ -59,11 +59,11 @@ __all__ = [
 ]
 
 N_CLASSES = len(CLASS_NAMES)
-# Pruned layers: every hidden Dense (phi_*, rho_*, dense_*). Not the input quantizer (no
+# Pruned layers: every hidden Dense (phi_*, context_*, rho_*, dense_*). Not the input quantizer (no
 # weights) and not `output_dense`: it is small (width x 5) and each weight feeds a logit
 # directly, so zeroing half of it costs accuracy for almost no saving. `sparsity` in
 # metrics.json is measured over exactly these kernels.
-PRUNED_LAYER_PREFIXES = ("phi_", "rho_", "dense_")
+PRUNED_LAYER_PREFIXES = ("phi_", "context_", "rho_", "dense_")
 
 
 @dataclass(frozen=True)

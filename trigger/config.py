@@ -186,13 +186,20 @@ class QuantizationConfig(Strict):
 
 
 class ArchitectureConfig(Strict):
-    kind: Literal["deepsets", "mlp", "transformer"] = "deepsets"
-    """`deepsets`, `mlp`, or (teachers only) `transformer`."""
+    kind: Literal["deepsets", "context", "mlp", "transformer"] = "deepsets"
+    """`deepsets`, `context` (Deep Sets with global-context blocks), `mlp`, or (teachers only)
+    `transformer`."""
     # Deep Sets: per-constituent layers (phi), pooling over constituents, then jet layers (rho).
     phi: tuple[Width, ...] = (32, 16)
     """Deep Sets: widths of the per-constituent layers."""
     rho: tuple[Width, ...] = (16,)
     """Deep Sets and transformer: widths of the jet-level layers after pooling."""
+    # Context (JEDI-linear style, arXiv:2508.15468): after each of the first `context_blocks`
+    # phi layers, the mean over candidates goes through a dense layer and a ReLU and is added
+    # back to every candidate, so later phi layers see the whole jet.
+    context_blocks: PositiveInt = 1
+    """Context: phi layers (the first ones) followed by a global-context block; fewer than the
+    phi layers, so the last phi layer feeds the pooling."""
     # Transformer (teachers only): constituents embedded to `embed` features, `blocks`
     # self-attention blocks of `heads` heads (no positional encoding, so permutation
     # invariant after the pooling), then rho as above.
@@ -213,8 +220,14 @@ class ArchitectureConfig(Strict):
 
     @model_validator(mode="after")
     def _has_layers(self) -> ArchitectureConfig:
-        if self.kind == "deepsets" and not self.phi:
-            msg = "a deepsets architecture needs at least one phi layer"
+        if self.kind in ("deepsets", "context") and not self.phi:
+            msg = f"a {self.kind} architecture needs at least one phi layer"
+            raise ValueError(msg)
+        if self.kind == "context" and self.context_blocks >= len(self.phi):
+            msg = (
+                f"context_blocks ({self.context_blocks}) must be smaller than the number of phi "
+                f"layers ({len(self.phi)}): a context block feeds the next phi layer"
+            )
             raise ValueError(msg)
         if self.kind == "transformer" and self.embed % self.heads:
             msg = f"embed ({self.embed}) must be a multiple of heads ({self.heads})"
@@ -227,6 +240,8 @@ class ArchitectureConfig(Strict):
             hidden = [f"dense_{i}" for i in range(len(self.dense))]
         else:
             hidden = [f"phi_{i}" for i in range(len(self.phi))]
+            if self.kind == "context":
+                hidden += [f"context_{b}" for b in range(self.context_blocks)]
             hidden += [f"rho_{j}" for j in range(len(self.rho))]
         return (*hidden, "output_dense")
 
@@ -443,6 +458,12 @@ class Recipe(Strict):
             msg = (
                 f"mean pooling over {n} constituents: firmware divides exactly only by a power "
                 "of two (set data.n_constituents to 8, 16, 32, ... or use max pooling)"
+            )
+            raise ValueError(msg)
+        if a.kind == "context" and n & (n - 1):
+            msg = (
+                f"a context block averages over {n} constituents: firmware divides exactly only "
+                "by a power of two (set data.n_constituents to 8, 16, 32, ...)"
             )
             raise ValueError(msg)
         return self

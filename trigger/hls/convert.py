@@ -12,6 +12,10 @@ hls4ml 1.3 pitfalls handled here (see STACK.md):
 - global average pooling has no precision inference: `pooling_formats` sets accum/result;
 - per-particle layers process one particle per clock unless `ParallelizationFactor` = N;
 - the input quantizer defines the firmware input type (round half to even, saturate).
+
+The student is one chain of layers, each taking the previous one's output, except for an
+`Add`, which also takes the output of an earlier layer of the chain (a context block,
+`trigger.taggers`): the plan keeps that value (`Operation` "save") until the Add adds it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from trigger.hls.precision import (
     dense_accumulation,
     mean_pool_formats,
     quantizer_format,
+    sum_accumulation,
 )
 
 PROJECT_NAME = "tagger"
@@ -49,6 +54,9 @@ SUPPORTED_LAYERS = (
     "GlobalAveragePooling1D",
     "GlobalMaxPooling1D",
     "Flatten",
+    "Reshape",
+    "UpSampling1D",
+    "Add",
 )
 DENSE_KINDS = ("QDense", "Dense")  # plain Dense: an HGQ student's (convert_hgq)
 _FLOAT_ONLY = {"Dense", "Activation", "ReLU", "Conv1D", "BatchNormalization"}
@@ -68,6 +76,7 @@ class LayerPlan:
     options: dict[str, Any] = field(default_factory=dict)
     accumulation: Accumulation | None = None
     per_particle: bool = False
+    source: str | None = None  # an Add's other operand: the earlier layer whose output it adds
 
     @property
     def result(self) -> Fixed:
@@ -79,12 +88,15 @@ class Operation:
     """One step of the firmware's arithmetic after its input port, for any evaluator to run:
     "dense" (x @ kernel + bias, exact: every sum fits its accumulator), "round" (onto `fmt`
     by its rounding mode, then saturate or wrap as it says), "relu", "mean" / "max" pooling
-    over candidates (the mean an exact shift), "flatten"."""
+    over candidates (the mean an exact shift), "flatten", "save" (keep x as the value `name`;
+    x goes on unchanged) and "add" (the saved value `source` + x, exact; an x without the
+    candidate axis, a jet's context, is added to every candidate)."""
 
     kind: str
     name: str
     weights: tuple[np.ndarray, ...] = ()
     fmt: Fixed | None = None
+    source: str | None = None
 
 
 _OPERATION = {
@@ -95,7 +107,11 @@ _OPERATION = {
     "GlobalAveragePooling1D": "mean",
     "GlobalMaxPooling1D": "max",
     "Flatten": "flatten",
+    "Add": "add",
 }
+# Layers that move no value: the Reshape and UpSampling1D that repeat a jet's context onto its
+# candidates (`check_broadcast`); the "add" that follows broadcasts instead.
+_WIRING = ("Reshape", "UpSampling1D")
 
 
 @dataclass
@@ -131,7 +147,10 @@ class Plan:
     def arithmetic(self) -> list[Operation]:
         """The network as operations on exact values, quantized weights included."""
         operations = []
+        saved = {lp.source for lp in self.layers if lp.source}
         for lp in self.layers[1:]:
+            if lp.kind in _WIRING:
+                continue
             kind = _OPERATION[lp.kind]
             weights = lp.layer.get_weights() if kind == "dense" else []
             operations.append(
@@ -140,12 +159,15 @@ class Plan:
                     lp.name,
                     tuple(np.asarray(w, np.float64) for w in weights),
                     lp.result if kind == "round" else None,
+                    lp.source,
                 )
             )
             # An HGQ layer's result type is the quantizer that followed it (convert_hgq).
             exact_sum = lp.accumulation is not None and lp.result == lp.accumulation.accum
-            if lp.kind in ("Dense", "ReLU") and not exact_sum:
+            if lp.kind in ("Dense", "ReLU", "Add") and not exact_sum:
                 operations.append(Operation("round", lp.name, (), lp.result))
+            if lp.name in saved:
+                operations.append(Operation("save", lp.name))
         return operations
 
     def summary(self) -> dict[str, Any]:
@@ -169,13 +191,17 @@ class Plan:
         }
 
     def sum_bits(self) -> list[int]:
-        """Significant bits of every sum the model computes: each dense layer's, and each mean
-        pooling's (N values of the input format: log2(N) more bits than one)."""
+        """Significant bits of every sum the model computes: each dense layer's and each Add's
+        (their `accumulation`), and each mean pooling's (N values of the input format: log2(N)
+        more bits than one)."""
         bits = [lp.accumulation.significant_bits for lp in self.layers if lp.accumulation]
         for previous, lp in itertools.pairwise(self.layers):
             if lp.kind == "GlobalAveragePooling1D":
                 bits.append(previous.result.width + int(lp.layer.input.shape[1]).bit_length() - 1)
         return bits
+
+    def layer(self, name: str) -> LayerPlan:
+        return next(lp for lp in self.layers if lp.name == name)
 
     def keras_float32_exact(self) -> bool:
         """Whether Keras, summing in float32, computes this model exactly."""
@@ -192,10 +218,52 @@ def _quantizer_name(layer: Any) -> str:
     return type(getattr(layer, "quantizer", None)).__name__
 
 
-def check_chained(layers: list[Any], i: int) -> None:
-    """Layer i must take the output of layer i - 1: emit-hls converts one chain of layers."""
-    if i > 0 and layers[i].input is not layers[i - 1].output:
-        msg = f"layer '{layers[i].name}': emit-hls supports a single chain of layers"
+def check_chained(layers: list[Any], i: int) -> str | None:
+    """Layer i must take the output of layer i - 1: emit-hls converts one chain of layers. An
+    Add also takes the output of an earlier layer, whose name it returns (its `source`)."""
+    if i == 0:
+        return None
+    layer, previous = layers[i], layers[i - 1]
+    if type(layer).__name__ != "Add":
+        if layer.input is not previous.output:
+            msg = f"layer '{layer.name}': emit-hls supports a single chain of layers"
+            raise TriggerError(msg)
+        return None
+    inputs = list(layer.input)
+    # Not the input layer: the firmware has only the input quantizer's output.
+    earlier = {id(other.output): other for other in layers[1 : i - 1]}
+    others = [t for t in inputs if t is not previous.output]
+    if len(inputs) != 2 or len(others) != 1 or id(others[0]) not in earlier:
+        msg = (
+            f"layer '{layer.name}' (Add): emit-hls adds the previous layer's output to that "
+            "of one earlier layer of the chain, after the input quantizer"
+        )
+        raise TriggerError(msg)
+    source = earlier[id(others[0])]
+    if tuple(source.output.shape) != tuple(layer.output.shape):
+        msg = f"layer '{layer.name}' (Add): its operands must have the same shape"
+        raise TriggerError(msg)
+    return source.name
+
+
+def check_broadcast(layers: list[Any], i: int) -> None:
+    """A Reshape or UpSampling1D is supported where it repeats a jet's context onto every
+    candidate for an Add: Reshape (w,) -> (1, w), then UpSampling1D -> (N, w), then the Add."""
+    layer = layers[i]
+    kind = type(layer).__name__
+    following = [type(other).__name__ for other in layers[i + 1 : i + 3]]
+    if kind == "Reshape":
+        width = int(layer.input.shape[-1])
+        ok = len(layer.input.shape) == 2 and tuple(layer.output.shape[1:]) == (1, width)
+        ok = ok and following == ["UpSampling1D", "Add"]
+    else:
+        ok = type(layers[i - 1]).__name__ == "Reshape" and following[:1] == ["Add"]
+    if not ok:
+        msg = (
+            f"layer '{layer.name}' ({kind}): emit-hls supports Reshape and UpSampling1D only as "
+            "Reshape((1, w)) -> UpSampling1D(N) -> Add, repeating a jet's context onto its "
+            "candidates"
+        )
         raise TriggerError(msg)
 
 
@@ -220,8 +288,10 @@ def check_contract(model: Any) -> list[LayerPlan]:
                     f"(supported: {', '.join(SUPPORTED_LAYERS)})"
                 )
             raise TriggerError(msg)
-        check_chained(layers, i)
-        plans.append(LayerPlan(layer.name, kind, layer))
+        source = check_chained(layers, i)
+        if kind in _WIRING:
+            check_broadcast(layers, i)
+        plans.append(LayerPlan(layer.name, kind, layer, source=source))
     if (
         len(plans) < 2
         or plans[1].kind != "QActivation"
@@ -327,12 +397,21 @@ def _flatten(plan: Plan, lp: LayerPlan, x: Fixed) -> None:
     lp.precision["result"] = x
 
 
+def _add(plan: Plan, lp: LayerPlan, x: Fixed) -> None:
+    # The exact sum: hls4ml adds in ap_fixed and casts to this type without loss.
+    lp.accumulation = sum_accumulation(plan.layer(lp.source).result, x)
+    lp.precision["result"] = lp.accumulation.accum
+
+
 _FORMAT_RULES: dict[str, Callable[[Plan, LayerPlan, Fixed], None]] = {
     "QDense": _dense,
     "QActivation": _activation,
     "GlobalAveragePooling1D": _pool,
     "GlobalMaxPooling1D": _pool,
     "Flatten": _flatten,
+    "Reshape": _flatten,
+    "UpSampling1D": _flatten,
+    "Add": _add,
 }
 
 
@@ -341,7 +420,8 @@ def layer_formats(plan: Plan) -> None:
 
     QDense: weight/bias = their quantizers' formats; accum = result = the smallest format
     holding every partial sum exactly. QActivation: its quantizer's format with RND_CONV/SAT.
-    Mean pooling: log2(N) extra fractional bits so the division is an exact shift.
+    Mean pooling: log2(N) extra fractional bits so the division is an exact shift. Add: the
+    exact sum of its operands' formats. Flatten, Reshape, UpSampling1D: their input's format.
     """
     x = plan.layers[0].result
     for lp in plan.layers[1:]:
@@ -372,7 +452,8 @@ STEPS: tuple[Step, ...] = (quantize_weights, input_format, layer_formats, *TARGE
 
 
 def rebuild_chain(model: Any) -> Any:
-    """A copy of a chain model with fresh layers and the input renamed to `INPUT_NAME`.
+    """A copy of a chain model (Adds included) with fresh layers and the input renamed to
+    `INPUT_NAME`.
 
     hls4ml reserves the layer name 'input', which the student contract uses; the copy also
     lets steps rewrite weights without touching the caller's model.
@@ -381,12 +462,16 @@ def rebuild_chain(model: Any) -> Any:
 
     with _keras_noise():
         x_in = tf.keras.Input(shape=model.input_shape[1:], name=INPUT_NAME)
-        x = x_in
+        copies = {id(model.layers[0].output): x_in}  # each original output -> its copy
         for layer in model.layers[1:]:
             fresh = type(layer).from_config(layer.get_config())
-            x = fresh(x)
+            inputs = layer.input
+            if isinstance(inputs, list):
+                copies[id(layer.output)] = fresh([copies[id(t)] for t in inputs])
+            else:
+                copies[id(layer.output)] = fresh(copies[id(inputs)])
             fresh.set_weights(layer.get_weights())
-        return tf.keras.Model(x_in, x, name=model.name)
+        return tf.keras.Model(x_in, copies[id(model.layers[-1].output)], name=model.name)
 
 
 @contextlib.contextmanager

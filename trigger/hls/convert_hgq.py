@@ -21,11 +21,17 @@ import numpy as np
 
 from trigger.config import FirmwareConfig
 from trigger.errors import TriggerError
-from trigger.hls.precision import Fixed, dense_accumulation, mean_pool_formats, smallest_holding
+from trigger.hls.precision import (
+    Fixed,
+    dense_accumulation,
+    mean_pool_formats,
+    smallest_holding,
+    sum_accumulation,
+)
 
 QUANTIZER = "FixedPointQuantizer"
 HGQ_LAYERS = ("InputLayer", QUANTIZER, "Dense", "ReLU", "AveragePooling1D", "MaxPooling1D",
-              "Flatten")  # fmt: skip
+              "Flatten", "Reshape", "UpSampling1D", "Add")  # fmt: skip
 ROUNDING_MODES = ("TRN", "RND", "RND_CONV")  # ap_fixed's names, which HGQ's quantizer uses
 SATURATION_MODES = ("SAT", "WRAP")
 
@@ -77,11 +83,13 @@ def weight_format(values: np.ndarray) -> Fixed:
     return smallest_holding(lo, hi, fractional)
 
 
-def _chain(model: Any) -> list[tuple[Any, Fixed | None]]:
-    """(layer, format of the quantizer right after it or None), quantizers folded away."""
-    from trigger.hls.convert import check_chained
+def _chain(model: Any) -> tuple[list[tuple[Any, Fixed | None]], dict[str, str]]:
+    """(layer, format of the quantizer right after it or None), quantizers folded away; and
+    each Add's other operand: the name of the chain layer whose output it adds."""
+    from trigger.hls.convert import check_broadcast, check_chained
 
     layers = list(model.layers)
+    sources = {}
     for i, layer in enumerate(layers):
         kind = type(layer).__name__
         if kind not in HGQ_LAYERS:
@@ -90,20 +98,26 @@ def _chain(model: Any) -> list[tuple[Any, Fixed | None]]:
                 f"(supported: {', '.join(HGQ_LAYERS)})"
             )
             raise TriggerError(msg)
-        check_chained(layers, i)
+        source = check_chained(layers, i)
+        if source is not None:
+            sources[layer.name] = source
+        if kind in ("Reshape", "UpSampling1D"):
+            check_broadcast(layers, i)
         if kind == "Dense" and layer.get_config()["activation"] != "linear":
             msg = f"layer '{layer.name}' (Dense): its activation must be a separate layer"
             raise TriggerError(msg)
     chain: list[tuple[Any, Fixed | None]] = []
+    folded = {}  # quantizer -> the layer it folds into
     for layer in layers:
         if type(layer).__name__ != QUANTIZER:
             chain.append((layer, None))
         elif chain and chain[-1][1] is None:
             chain[-1] = (chain[-1][0], quantizer_format(layer))
+            folded[layer.name] = chain[-1][0].name
         else:
             msg = f"layer '{layer.name}': two quantizers in a row"
             raise TriggerError(msg)
-    return chain
+    return chain, {add: folded.get(source, source) for add, source in sources.items()}
 
 
 def plan_hgq(model: Any, firmware: FirmwareConfig) -> Any:
@@ -112,11 +126,13 @@ def plan_hgq(model: Any, firmware: FirmwareConfig) -> Any:
 
     from trigger.hls.convert import INPUT_NAME, LayerPlan, Plan
 
-    chain = _chain(model)
+    chain, sources = _chain(model)
     rest, port = chain[1:], port_format(model)
     x_in = tf.keras.Input(shape=model.input_shape[1:], name=INPUT_NAME)
     plans = [LayerPlan(INPUT_NAME, "InputLayer", None, {"result": port})]
     x, fmt, previous = x_in, port, INPUT_NAME
+    # Each proxy layer's plan layer and output, for the Adds' earlier operands.
+    planned: dict[str, tuple[LayerPlan, Any]] = {chain[0][0].name: (plans[0], x_in)}
     for k, (layer, after) in enumerate(rest):
         kind = type(layer).__name__
         if kind == "Dense":
@@ -136,12 +152,25 @@ def plan_hgq(model: Any, firmware: FirmwareConfig) -> Any:
         elif kind in ("AveragePooling1D", "MaxPooling1D"):
             x, lp = _global_pool(layer, rest[k + 1 :], x, fmt)
         elif kind == "Flatten" and plans[-1].kind.startswith("Global"):
+            planned[layer.name] = (plans[-1], x)
             continue  # the pooling's (1, C) -> (C,): already flat after global pooling
+        elif kind in ("Reshape", "UpSampling1D"):  # repeating a context (check_broadcast)
+            fresh = type(layer).from_config(layer.get_config())
+            x = fresh(x)
+            lp = LayerPlan(layer.name, kind, fresh, {"result": fmt})
+        elif kind == "Add":
+            source, operand = planned[sources[layer.name]]
+            fresh = tf.keras.layers.Add(name=layer.name)
+            x = fresh([operand, x])
+            lp = LayerPlan(layer.name, "Add", fresh, source=source.name)
+            lp.accumulation = sum_accumulation(source.result, fmt)
+            lp.precision["result"] = after or lp.accumulation.accum
         else:  # Flatten before an MLP
             fresh = tf.keras.layers.Flatten(name=layer.name)
             x = fresh(x)
             lp = LayerPlan(layer.name, "Flatten", fresh, {"result": fmt})
         plans.append(lp)
+        planned[layer.name] = (lp, x)
         fmt, previous = lp.result, lp.name
     clone = tf.keras.Model(x_in, x, name=model.name)
     plans[0].layer = clone.layers[0]

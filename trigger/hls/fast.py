@@ -16,6 +16,7 @@ the firmware against this plan's arithmetic instead (`trigger.hls.stage.exact_re
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,11 @@ def _flatten(x: np.ndarray, op: Operation) -> np.ndarray:
     return x.reshape(len(x), -1)
 
 
+def _add(x: np.ndarray, saved: np.ndarray) -> np.ndarray:
+    """saved + x, exact; a jet's context x (no candidate axis) goes onto every candidate."""
+    return saved + (x[:, None, :] if x.ndim < saved.ndim else x)
+
+
 _APPLY = {
     "dense": _dense,
     "round": _round,
@@ -97,10 +103,28 @@ class FastEmulator:
         return np.concatenate(blocks).astype(np.float64)
 
     def _block(self, candidates: np.ndarray, jets: np.ndarray) -> np.ndarray:
-        x = self.stage.apply(candidates, jets).astype(self.dtype)
-        for op in self.operations:
+        return run_operations(
+            self.stage.apply(candidates, jets).astype(self.dtype), self.operations
+        )
+
+
+def run_operations(
+    x: np.ndarray,
+    operations: list[Operation],
+    before: Callable[[Operation, np.ndarray], None] | None = None,
+) -> np.ndarray:
+    """The operations on a batch x (jets first), in order; `before(op, x)` sees each op's input."""
+    saved: dict[str, np.ndarray] = {}
+    for op in operations:
+        if before is not None:
+            before(op, x)
+        if op.kind == "save":
+            saved[op.name] = x.copy()  # later operations may work on x in place
+        elif op.kind == "add":
+            x = _add(x, saved[op.source])
+        else:
             x = _APPLY[op.kind](x, op)
-        return x
+    return x
 
 
 def exact_dtype(plan: Any) -> type:
@@ -157,6 +181,7 @@ def save_arithmetic(firmware_dir: str | Path, plan: Plan) -> Path:
                 "name": op.name,
                 "weights": len(op.weights),
                 "format": None if op.fmt is None else asdict(op.fmt),
+                "source": op.source,
             }
             for op in operations
         ],
@@ -179,6 +204,7 @@ def _load_arithmetic(path: Path, stage: InputStage) -> FastEmulator:
                 op["name"],
                 tuple(stored[f"op{i}_weight{j}"] for j in range(op["weights"])),
                 None if op["format"] is None else Fixed(**op["format"]),
+                op.get("source"),
             )
             for i, op in enumerate(layout["operations"])
         ]

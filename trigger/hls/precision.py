@@ -209,6 +209,19 @@ def mean_pool_formats(x: Fixed, n: int) -> tuple[Fixed, Fixed]:
     return accum, result
 
 
+def sum_accumulation(a: Fixed, b: Fixed) -> Accumulation:
+    """The narrowest format holding a + b exactly for every a and b the two formats allow, and
+    the significant bits the sum needs."""
+    fractional = max(a.fractional, b.fractional)
+    lo, hi = a.min + b.min, a.max + b.max
+    bound = max(-lo, hi)
+    return Accumulation(
+        smallest_holding(min(lo, 0), max(hi, 0), fractional),
+        bound,
+        significant_bits(bound, fractional),
+    )
+
+
 def on_grid(values: np.ndarray, fmt: Fixed) -> np.ndarray:
     """Values rounded half to even onto `fmt`'s grid and saturated to its range."""
     lsb = float(fmt.lsb)

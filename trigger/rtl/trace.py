@@ -174,6 +174,15 @@ def _pool(x: Any, kind: str) -> Any:
     return np.max(x, axis=0)
 
 
+def _add(x: Any, saved: Any) -> Any:
+    """saved + x, exact; a jet's context x (one value per feature) goes onto every candidate."""
+    from da4ml.trace import FixedVariableArray
+
+    if x.ndim < saved.ndim:
+        x = FixedVariableArray(np.broadcast_to(x._vars, saved.shape), x.solver_options)
+    return saved + x
+
+
 def _words(stage: InputStage) -> tuple[Any, Any]:
     """The port: one input per L1 word (3 N + 4), each at its own word's width."""
     from da4ml.trace import FixedVariableArray, FixedVariableArrayInput
@@ -298,8 +307,13 @@ def trace_student(model: Any, stage: InputStage, firmware: FirmwareConfig | None
     in_fmt = plan.layers[0].result
     x = trace_input_stage(words, stage, in_fmt)
     operations = plan.arithmetic()
+    saved = {}
     for op in operations:
-        if op.kind == "dense":
+        if op.kind == "save":
+            saved[op.name] = x
+        elif op.kind == "add":
+            x = _add(x, saved[op.source])
+        elif op.kind == "dense":
             x = _dense(x, op.weights)
         elif op.kind == "round":
             x = quantize(x, op.fmt)
@@ -332,7 +346,7 @@ def trace_float_reference(model: Any, stage: InputStage, fmt: Fixed) -> Trace:
     features rounded half to even onto `fmt`'s grid, every sum exact, and every layer output
     (dense, pooling) rounded half to even and saturated to `fmt`. ReLU keeps values on the grid.
     There are no quantizers to follow, so this is a definition of the float reference in fixed
-    point, not a bit-exact twin of Keras.
+    point, not a bit-exact twin of Keras. A context block's Add rounds its sum likewise.
     """
     from da4ml.trace import comb_trace
 
@@ -340,9 +354,15 @@ def trace_float_reference(model: Any, stage: InputStage, fmt: Fixed) -> Trace:
     rounded = fmt.quantizing()  # half to even, saturating
     x = trace_input_stage(words, stage, rounded)
     names = []
+    outputs = {id(model.layers[0].output): x}  # for an Add's earlier operand
     for layer in model.layers[1:]:
         kind = type(layer).__name__
-        if kind == "Dense":
+        if kind == "Add":  # a context block: the rounded operands' exact sum, rounded
+            context, saved = sorted((outputs[id(t)] for t in layer.input), key=lambda v: v.ndim)
+            x = quantize(_add(context, saved), rounded)
+        elif kind in ("Reshape", "UpSampling1D"):
+            pass  # the Add repeats the context onto the candidates (`_add`)
+        elif kind == "Dense":
             x = quantize(_dense(x, [on_grid(w, fmt) for w in layer.get_weights()]), rounded)
         elif kind == "Activation" and layer.get_config()["activation"] in ("relu", "linear"):
             x = x.relu() if layer.get_config()["activation"] == "relu" else x
@@ -353,6 +373,7 @@ def trace_float_reference(model: Any, stage: InputStage, fmt: Fixed) -> Trace:
         else:
             msg = f"float reference RTL: layer '{layer.name}' ({kind}) has no RTL rule"
             raise TriggerError(msg)
+        outputs[id(layer.output)] = x
         names.append(layer.name)
     comb = comb_trace(inp, x)
     return Trace(comb, fmt, fmt, inp.shape, int(x.size), names)

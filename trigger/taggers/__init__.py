@@ -9,6 +9,13 @@ pool / rho part by `flatten` and `dense_{i}`):
 Outputs are logits: softmax is applied in software for metrics, never in the firmware. Every
 `quantized_bits` has alpha=1, so each quantizer is a fixed grid k * 2^-(bits - 1 - integer).
 With quantization switched off the same names hold plain `Dense` / `Activation` layers.
+A context tagger (`kind: context`) follows each of the first `context_blocks` phi layers b by a
+global-context block that adds the jet's context back onto every candidate:
+
+    phi_{b}_act -> context_{b}_pool (mean over candidates) -> context_{b}, context_{b}_act
+          -> context_{b}_expand (Reshape to one row) -> context_{b}_repeat (UpSampling1D to N)
+    context_{b}_add = phi_{b}_act + context_{b}_repeat -> phi_{b+1} ...
+
 A transformer teacher replaces phi by `embed_*` and `block{b}_*` attention blocks; it is never
 quantized or converted.
 """
@@ -108,12 +115,33 @@ def _attention_blocks(x, architecture: ArchitectureConfig):
     return layers.LayerNormalization(name="encoder_norm")(x)
 
 
+def _context_block(x, b: int, recipe: Recipe | None):
+    """x + relu(dense(mean of x over candidates)), the context repeated onto every candidate.
+
+    The mean is hls4ml's global average pooling (an exact shift for N a power of two); the
+    repeat is a Reshape and an UpSampling1D (hls4ml's Resize), so both operands of the Add have
+    the candidates' shape, as every hls4ml io type needs.
+    """
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    n, width = int(x.shape[1]), int(x.shape[2])
+    c = layers.GlobalAveragePooling1D(name=f"context_{b}_pool")(x)
+    c = _dense_block(c, f"context_{b}", width, recipe, activation=True)
+    c = layers.Reshape((1, width), name=f"context_{b}_expand")(c)
+    c = layers.UpSampling1D(n, name=f"context_{b}_repeat")(c)
+    return layers.Add(name=f"context_{b}_add")([x, c])
+
+
 def _per_constituent(x, architecture: ArchitectureConfig, recipe: Recipe | None):
-    """The layers before pooling: phi (Deep Sets) or attention blocks (transformer)."""
+    """The layers before pooling: phi (Deep Sets, context) or attention blocks (transformer)."""
     if architecture.kind == "transformer":
         return _attention_blocks(x, architecture)
+    blocks = architecture.context_blocks if architecture.kind == "context" else 0
     for i, width in enumerate(architecture.phi):
         x = _dense_block(x, f"phi_{i}", width, recipe, activation=True)
+        if i < blocks:
+            x = _context_block(x, i, recipe)
     return x
 
 
@@ -124,7 +152,8 @@ def _build(
     recipe: Recipe | None,
     name: str,
 ) -> tf.keras.Model:
-    """Deep Sets, MLP or (float only) transformer; quantized when `recipe` is not None."""
+    """Deep Sets, context, MLP or (float only) transformer; quantized when `recipe` is not
+    None."""
     import tensorflow as tf
 
     layers = tf.keras.layers

@@ -37,9 +37,15 @@ def _quantizer_configs(recipe: Recipe) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def build_student(recipe: Recipe, n_features: int) -> tf.keras.Model:
-    """Deep Sets or MLP from HGQ layers, the names of `trigger.taggers`' student."""
+    """Deep Sets, context or MLP from HGQ layers, the names of `trigger.taggers`' student.
+
+    A context block is HGQ's pooling over all candidates, an `HDense` with ReLU, Keras's
+    Reshape and UpSampling1D (which move values without changing them) and an `HAdd`, whose
+    quantizer learns the sum's format like any other activation's.
+    """
     import tensorflow as tf
-    from HGQ import HDense, PAvgPool1D, PFlatten, PMaxPool1D, Signature
+    from HGQ import HDense, PAvgPool1D, PFlatten, PMaxPool1D, PReshape, Signature
+    from HGQ.layers.misc import HAdd
 
     kernel, activation = _quantizer_configs(recipe)
     beta = recipe.quantization.hgq.beta_start or recipe.quantization.hgq.beta
@@ -57,8 +63,16 @@ def build_student(recipe: Recipe, n_features: int) -> tf.keras.Model:
         for i, width in enumerate(architecture.dense):
             x = dense(x, f"dense_{i}", width, relu=True)
     else:
+        blocks = architecture.context_blocks if architecture.kind == "context" else 0
         for i, width in enumerate(architecture.phi):
             x = dense(x, f"phi_{i}", width, relu=True)
+            if i < blocks:
+                c = PFlatten(name=f"context_{i}_pool")(PAvgPool1D(n, name=f"context_{i}_window")(x))
+                c = dense(c, f"context_{i}", width, relu=True)
+                c = PReshape((1, width), name=f"context_{i}_expand")(c)
+                c = tf.keras.layers.UpSampling1D(n, name=f"context_{i}_repeat")(c)
+                add = HAdd(beta=beta, paq_conf=activation, name=f"context_{i}_add")
+                x = add([x, c])
         pool = PAvgPool1D if architecture.pooling == "mean" else PMaxPool1D
         x = PFlatten(name="pool")(pool(n, name="pool_window")(x))
         for j, width in enumerate(architecture.rho):
