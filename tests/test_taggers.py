@@ -122,9 +122,9 @@ def test_transformer_teacher_is_permutation_invariant_and_round_trips(tmp_path):
     out = teacher.predict(x, verbose=0)
     # Float attention sums in a different order after a permutation: equal to rounding.
     np.testing.assert_allclose(teacher.predict(permuted, verbose=0), out, rtol=1e-4, atol=1e-5)
-    from trigger.compress import _save_h5
+    from trigger.training.fit import save_h5
 
-    _save_h5(teacher, tmp_path / "teacher.h5")
+    save_h5(teacher, tmp_path / "teacher.h5")
     loaded = taggers.load_model(tmp_path / "teacher.h5")
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), out)
 
@@ -190,9 +190,9 @@ def test_save_and_load_round_trip(tmp_path):
     model = taggers.build_student(recipe_from_dict({}), N_FEATURES)
     _randomise(model)
     path = tmp_path / "student.h5"
-    from trigger.compress import _save_h5
+    from trigger.training.fit import save_h5
 
-    _save_h5(model, path)
+    save_h5(model, path)
     loaded = taggers.load_model(path)
     assert _names_and_types(loaded) == _names_and_types(model)
     x = np.random.default_rng(2).normal(0, 1, (16, 16, N_FEATURES)).astype(np.float32)
