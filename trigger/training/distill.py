@@ -1,7 +1,22 @@
-"""Knowledge distillation: the student's loss against the labels and the teacher's logits."""
+"""Knowledge distillation: the loss, the teacher's view, and consistent augmentation.
+
+Without `distillation.augment` the teacher's logits on the fixed training jets are computed
+once. With it, every step mirrors its jets on the L1 words and feeds the same mirrored jets
+to the teacher and to the student (`ConsistentBatches`).
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from trigger import taggers
+from trigger.data.loader import Dataset, JetSample
+from trigger.errors import TriggerError
+from trigger.inputs import CANDIDATE_WORDS
 from trigger.training.fit import N_CLASSES
 
 
@@ -26,3 +41,110 @@ def distillation_loss(temperature: float, alpha: float, distill: bool):
 
     loss.__name__ = "distillation_loss" if distill else "crossentropy"
     return loss
+
+
+# Word column negated by each symmetry, in both the candidate words (pT, eta, phi) and the
+# jet's (pT, eta, phi, count).
+REFLECTED_WORD = {"reflect_eta": 1, "reflect_phi": 2}
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """What distilling needs: the teacher and its view (its own N) of the student's jets."""
+
+    model: Any
+    data: Dataset
+
+    def logits(self, sample: JetSample | None = None) -> np.ndarray:
+        return taggers.predict(self.model, (sample or self.data.train).x)
+
+
+def reflect(
+    candidates: np.ndarray, jet: np.ndarray, symmetry: str, which: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The words of the jets `which` (bool, per jet) mirrored by `symmetry`; the others as given.
+
+    Negating the eta (or phi) word of every candidate and of the jet mirrors the jet about its
+    own axis: deta -> -deta, dphi -> -dphi (phi's +-pi, word -+720, being one angle). `to_words`
+    rounds half to even, which is odd, so these are the words of the mirrored physical jet; the
+    one exception is a word at the bottom of its range (eta -2048, phi -1024), which saturates
+    to the top (2047, 1023): no real candidate sits there (|eta| > 5.6, |phi| > 1.4 pi).
+    """
+    column = REFLECTED_WORD[symmetry]
+    candidates, jet = candidates.copy(), jet.copy()
+    word = CANDIDATE_WORDS[column]
+    candidates[which, :, column] = np.minimum(-candidates[which, :, column], word.high)
+    jet[which, column] = np.minimum(-jet[which, column], word.high)
+    return candidates, jet
+
+
+def augmented(
+    candidates: np.ndarray, jet: np.ndarray, flips: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The words with each symmetry applied to the jets its mask selects."""
+    for symmetry, which in flips.items():
+        candidates, jet = reflect(candidates, jet, symmetry, which)
+    return candidates, jet
+
+
+class ConsistentBatches:
+    """Training batches for distillation with augmentation (`fit` runs them as a Keras
+    Sequence).
+
+    Each epoch shuffles the training jets and draws, per jet and symmetry, whether to apply
+    it. A batch's jets are transformed once, on the words, and both input stages (student's N
+    and teacher's N) are applied to the same transformed words: the teacher's logits, computed
+    here per batch, are its function on exactly the jet the student sees (Beyer et al.,
+    arXiv:2106.05237). The draws depend only on `seed` and the epoch.
+    """
+
+    def __init__(
+        self,
+        student: Dataset,
+        teacher: Teacher,
+        augment: tuple[str, ...],
+        batch_size: int,
+        seed: int,
+    ) -> None:
+        if not np.array_equal(student.train.y, teacher.data.train.y):
+            msg = "teacher and student training jets differ"
+            raise TriggerError(msg)
+        self.student, self.teacher = student, teacher
+        self.augment, self.batch_size, self.seed = augment, batch_size, seed
+        self.epoch = 0
+        self._draw()
+
+    def _draw(self) -> None:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        n = len(self.student.train)
+        self.order = rng.permutation(n)
+        self.flips = {s: rng.random(n) < 0.5 for s in self.augment}
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.student.train) / self.batch_size)
+
+    def jets(self, index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Training-jet indices of batch `index` and, per symmetry, which of them it mirrors."""
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return rows, {s: which[rows] for s, which in self.flips.items()}
+
+    def inputs(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(student features, teacher features) of batch `index`, from the same mirrored words."""
+        rows, flips = self.jets(index)
+        views = []
+        for data in (self.student, self.teacher.data):
+            sample = data.train
+            words = augmented(sample.candidates[rows], sample.jet[rows], flips)
+            views.append(data.input_stage.apply(*words))
+        return views[0], views[1]
+
+    def __getitem__(self, index: int):
+        rows, _ = self.jets(index)
+        x, x_teacher = self.inputs(index)
+        logits = np.asarray(self.teacher.model(x_teacher, training=False), np.float32)
+        y = np.concatenate([self.student.train.y[rows], logits], axis=1).astype(np.float32)
+        return x, y, self.student.train.weight[rows]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self._draw()

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -20,6 +20,16 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 N_CLASSES = len(CLASS_NAMES)
+
+
+class Batches(Protocol):
+    """Training data made batch by batch: (x, y, weight) per index, redrawn each epoch."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def on_epoch_end(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -57,15 +67,17 @@ def accuracy(y_true, logits):
     return tf.keras.metrics.categorical_accuracy(y_true[:, :N_CLASSES], logits)
 
 
-def training_settings(recipe: Recipe, verbose: int) -> FitSettings:
-    t = recipe.training
+def training_settings(recipe: Recipe, verbose: int, distilled: bool = False) -> FitSettings:
+    """`training`'s settings; a `distilled` student takes `distillation.epochs` and
+    `.patience` where they are set."""
+    t, d = recipe.training, recipe.distillation
     return FitSettings(
-        epochs=t.epochs,
+        epochs=(distilled and d.epochs) or t.epochs,
         batch_size=t.batch_size,
         learning_rate=t.learning_rate,
         optimizer=t.optimizer,
         schedule=t.schedule,
-        patience=t.patience,
+        patience=(distilled and d.patience) or t.patience,
         seed=t.seed,
         verbose=verbose,
     )
@@ -73,14 +85,15 @@ def training_settings(recipe: Recipe, verbose: int) -> FitSettings:
 
 def fit(
     model: tf.keras.Model,
-    train: tuple[np.ndarray, np.ndarray, np.ndarray],
+    train: tuple[np.ndarray, np.ndarray, np.ndarray] | Batches,
     validation: tuple[np.ndarray, np.ndarray, np.ndarray],
     settings: FitSettings,
     loss: Callable | None = None,
     callbacks: list | None = None,
     monitor_from_epoch: int = 0,
 ) -> dict[str, list[float]]:
-    """Compile and fit on (x, y, weight) arrays; early stopping on the validation loss.
+    """Compile and fit on (x, y, weight) arrays, or on `Batches` that yield them batch by batch
+    (`ConsistentBatches`); early stopping on the validation loss.
 
     Early stopping only watches epochs from `monitor_from_epoch` on (the end of the pruning
     ramp), so it can neither stop nor rewind to a model that is not yet fully pruned.
@@ -89,7 +102,9 @@ def fit(
 
     from trigger.training.distill import distillation_loss
 
-    steps = math.ceil(len(train[0]) / settings.batch_size) * settings.epochs
+    arrays_given = isinstance(train, tuple)
+    batches = math.ceil(len(train[0]) / settings.batch_size) if arrays_given else len(train)
+    steps = batches * settings.epochs
     lr: Any = settings.learning_rate
     if settings.schedule == "cosine":
         lr = tf.keras.optimizers.schedules.CosineDecay(settings.learning_rate, steps)
@@ -109,18 +124,35 @@ def fit(
         restore_best_weights=True,
         start_from_epoch=monitor_from_epoch,
     )
+    if arrays_given:
+        data = {"x": train[0], "y": train[1], "sample_weight": train[2], "shuffle": True}
+        data["batch_size"] = settings.batch_size
+    else:  # the batches shuffle themselves, reproducibly
+        data = {"x": _keras_sequence(train), "shuffle": False}
     history = model.fit(
-        train[0],
-        train[1],
-        sample_weight=train[2],
+        **data,
         validation_data=validation,
         epochs=settings.epochs,
-        batch_size=settings.batch_size,
         callbacks=[*(callbacks or []), stop],
-        shuffle=True,
         verbose=settings.verbose,
     )
     return {k: [float(v) for v in values] for k, values in history.history.items()}
+
+
+def _keras_sequence(batches: Batches):
+    import tensorflow as tf
+
+    class Sequence(tf.keras.utils.Sequence):
+        def __len__(self) -> int:
+            return len(batches)
+
+        def __getitem__(self, index: int):
+            return batches[index]
+
+        def on_epoch_end(self) -> None:
+            batches.on_epoch_end()
+
+    return Sequence()
 
 
 def arrays(sample: JetSample, extra: np.ndarray | None = None):

@@ -36,8 +36,8 @@ def sparsity(model: tf.keras.Model) -> float:
     return float(sum(int(np.sum(k == 0)) for k in kernels) / total) if total else 0.0
 
 
-def pruning_schedule(recipe: Recipe, steps_per_epoch: int):
-    """Polynomial ramp 0 -> target between the recipe's fractions of all training steps.
+def pruning_schedule(recipe: Recipe, steps_per_epoch: int, epochs: int):
+    """Polynomial ramp 0 -> target between the recipe's fractions of all `epochs`' steps.
 
     Returns (schedule, first epoch after the ramp). `end - begin` is a multiple of the
     frequency so the last mask update lands exactly on the target sparsity.
@@ -45,7 +45,7 @@ def pruning_schedule(recipe: Recipe, steps_per_epoch: int):
     import tensorflow_model_optimization as tfmot
 
     p = recipe.pruning
-    total = steps_per_epoch * recipe.training.epochs
+    total = steps_per_epoch * epochs
     if total < 2:
         msg = "pruning needs at least 2 training steps; raise training.epochs"
         raise TriggerError(msg)

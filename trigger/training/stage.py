@@ -30,9 +30,10 @@ from trigger.config import Recipe, save_recipe
 from trigger.data.loader import Dataset, load_dataset
 from trigger.errors import TriggerError
 from trigger.io import Log, require_file, write_json
+from trigger.training.distill import Teacher
 from trigger.training.fit import evaluate, save_h5, train_loss
 from trigger.training.student import student_metrics, train_float, train_student
-from trigger.training.teacher import cached_teacher, fitting_logits
+from trigger.training.teacher import cached_teacher
 
 TRAIN_SECTIONS = ("data", "architecture", "quantization", "pruning", "distillation", "training")
 
@@ -81,14 +82,14 @@ def _train_into(
 ) -> None:
     metrics: dict[str, Any] = {"train_jets": len(data.train), "test_jets": len(data.test)}
     histories: dict[str, Any] = {}
-    teacher_logits = None
+    teacher = None
     if recipe.distillation.enabled:
-        teacher, teacher_data, folder = cached_teacher(recipe, data_path, cache, log, verbose)
+        model, teacher_data, folder = cached_teacher(recipe, data_path, cache, log, verbose)
         if not np.array_equal(teacher_data.train.y, data.train.y):
             msg = "teacher and student splits differ: the data file changed while loading"
             raise TriggerError(msg)
-        teacher_logits = fitting_logits(teacher, teacher_data)
-        metrics["teacher"] = evaluate(teacher, teacher_data.test)
+        teacher = Teacher(model, teacher_data)
+        metrics["teacher"] = evaluate(model, teacher_data.test)
         histories["teacher"] = json.loads((folder / "history.json").read_text())
         shutil.copyfile(folder / "teacher.h5", out / "teacher.h5")
         shutil.copyfile(folder / "input_stage.json", out / "teacher_input_stage.json")
@@ -113,7 +114,7 @@ def _train_into(
         if on
     ]
     log(f"training student ({', '.join(switches) or 'no compression'})")
-    student = train_student(recipe, data, teacher_logits, verbose, reference.model)
+    student = train_student(recipe, data, teacher, verbose, reference.model)
     metrics["student"] = student_metrics(student.model, data.test) | student.bit_widths
     metrics["student"]["train_loss"] = train_loss(student.model, data)
     histories["student"] = student.history

@@ -11,8 +11,9 @@ from trigger import taggers
 from trigger.config import Recipe
 from trigger.data.loader import Dataset, JetSample
 from trigger.errors import TriggerError
-from trigger.training.distill import distillation_loss
+from trigger.training.distill import ConsistentBatches, Teacher, distillation_loss
 from trigger.training.fit import (
+    FitSettings,
     Trained,
     arrays,
     evaluate,
@@ -39,26 +40,26 @@ def train_float(recipe: Recipe, data: Dataset, verbose: int = 2) -> Trained:
 def train_student(
     recipe: Recipe,
     data: Dataset,
-    teacher_logits: tuple[np.ndarray, np.ndarray] | None = None,
+    teacher: Teacher | None = None,
     verbose: int = 2,
     float_reference: tf.keras.Model | None = None,
 ) -> Trained:
     """QAT + pruning + distillation as the recipe switches them on.
 
-    `teacher_logits` are the teacher's logits for (train, validation), needed iff
-    `distillation.enabled`; `float_reference` is the trained float twin whose weights the
-    student starts from, needed iff `training.init_from_float`. The returned model has no
-    pruning wrappers and, when quantized, its kernels and biases replaced by their quantized
-    values.
+    `teacher` (needed iff `distillation.enabled`) gives the soft targets: its logits on the
+    fixed training jets, or, with `distillation.augment`, on each step's mirrored jets.
+    `float_reference` is the trained float twin whose weights the student starts from, needed
+    iff `training.init_from_float`. The returned model has no pruning wrappers and, when
+    quantized, its kernels and biases replaced by their quantized values.
     """
     distill = recipe.distillation.enabled
-    if distill and teacher_logits is None:
-        msg = "distillation is enabled but no teacher logits were given"
+    if distill and teacher is None:
+        msg = "distillation is enabled but no teacher was given"
         raise TriggerError(msg)
     if recipe.training.init_from_float and float_reference is None:
         msg = "training.init_from_float is set but no float reference was given"
         raise TriggerError(msg)
-    settings = training_settings(recipe, verbose)
+    settings = training_settings(recipe, verbose, distilled=distill)
     seed_everything(recipe.training.seed)
     hgq = recipe.quantization.method == "hgq"
     model = taggers.build_student(recipe, data.train.x.shape[-1])
@@ -70,15 +71,13 @@ def train_student(
         import tensorflow_model_optimization as tfmot
 
         steps_per_epoch = math.ceil(len(data.train) / settings.batch_size)
-        schedule, monitor_from = pruning_schedule(recipe, steps_per_epoch)
+        schedule, monitor_from = pruning_schedule(recipe, steps_per_epoch, settings.epochs)
         model = wrap_for_pruning(model, schedule)
         callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
-    extra_train, extra_val = teacher_logits if distill else (None, None)
     d = recipe.distillation
     history = fit(
         model,
-        arrays(data.train, extra_train),
-        arrays(data.validation, extra_val),
+        *_fitting_data(recipe, data, teacher if distill else None, settings),
         settings,
         loss=distillation_loss(d.temperature, d.alpha, distill),
         callbacks=callbacks,
@@ -91,6 +90,19 @@ def train_student(
         model = strip_pruning(model)
     taggers.quantize_weights_in_place(model)
     return Trained(model, history)
+
+
+def _fitting_data(recipe: Recipe, data: Dataset, teacher: Teacher | None, settings: FitSettings):
+    """(train, validation) for `fit`: labels alone, labels + the teacher's logits on the fixed
+    jets, or consistent augmented batches. Validation jets are never transformed."""
+    if teacher is None:
+        return arrays(data.train), arrays(data.validation)
+    validation = arrays(data.validation, teacher.logits(teacher.data.validation))
+    augment = recipe.distillation.augment
+    if not augment:
+        return arrays(data.train, teacher.logits(teacher.data.train)), validation
+    batches = ConsistentBatches(data, teacher, augment, settings.batch_size, settings.seed)
+    return batches, validation
 
 
 def student_metrics(model: tf.keras.Model, sample: JetSample) -> dict[str, Any]:

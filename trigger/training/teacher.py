@@ -11,8 +11,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from trigger import taggers
 from trigger.config import DataConfig, Recipe
 from trigger.data.loader import Dataset, load_dataset
@@ -86,7 +84,3 @@ def cached_teacher(
         write_json(tmp / "history.json", trained.history)
     return trained.model, data, folder
 
-
-def fitting_logits(model: tf.keras.Model, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """The model's logits on the train and validation splits: the soft targets to distil."""
-    return taggers.predict(model, data.train.x), taggers.predict(model, data.validation.x)

@@ -1,0 +1,216 @@
+"""Distillation with consistent augmentation: mirrored words, the same jets for teacher and
+student in every step, the recipe options that steer it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from trigger.config import recipe_from_dict
+from trigger.data.loader import Dataset, JetSample
+from trigger.errors import TriggerError
+from trigger.inputs import (
+    CANDIDATE_WORDS,
+    ETA_WORD,
+    PHI_WORD,
+    fit_input_stage,
+    random_words,
+    raw_features,
+    split_words,
+    to_words,
+    wrapped_dphi,
+)
+from trigger.training.distill import ConsistentBatches, Teacher, augmented, reflect
+
+FEATURES = ("pt", "deta", "dphi", "dr2", "count")
+
+
+def _physical_jets(jets: int, n: int, rng: np.random.Generator):
+    """Float (pT, eta, phi) of candidates and jets, phi spanning the wrap-around at +-pi."""
+    pt = rng.uniform(0.5, 200, (jets, n))
+    jet_eta, jet_phi = rng.uniform(-2.3, 2.3, (jets, 1)), rng.uniform(-np.pi, np.pi, (jets, 1))
+    eta = jet_eta + rng.uniform(-0.4, 0.4, (jets, n))
+    phi = np.angle(np.exp(1j * (jet_phi + rng.uniform(-0.4, 0.4, (jets, n)))))
+    phi[0, 0], jet_phi[1, 0] = np.pi, -np.pi  # exactly on the wrap: words +720 and -720
+    return np.stack([pt, eta, phi], -1), np.concatenate([pt.sum(1, keepdims=True), jet_eta,
+                                                         jet_phi], 1)  # fmt: skip
+
+
+def _words(candidates: np.ndarray, jets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    words = np.stack([to_words(candidates[..., k], w) for k, w in enumerate(CANDIDATE_WORDS)], -1)
+    jet = np.stack([to_words(jets[:, k], w) for k, w in enumerate(CANDIDATE_WORDS)], -1)
+    return words, np.concatenate([jet, np.full((len(jet), 1), 20)], axis=1)
+
+
+@pytest.mark.parametrize(("symmetry", "column"), [("reflect_eta", 1), ("reflect_phi", 2)])
+def test_reflected_words_are_the_words_of_the_mirrored_jet(symmetry: str, column: int) -> None:
+    candidates, jets = _physical_jets(200, 8, np.random.default_rng(1))
+    words, jet = _words(candidates, jets)
+    mirrored = candidates.copy(), jets.copy()
+    mirrored[0][..., column] *= -1
+    mirrored[1][:, column] *= -1
+    everyone = np.ones(len(words), bool)
+    for got, expected in zip(
+        reflect(words, jet, symmetry, everyone), _words(*mirrored), strict=True
+    ):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_a_reflection_mirrors_the_input_stage_about_the_jet_axis() -> None:
+    """The raw features of mirrored words: deta -> -deta, dphi -> -dphi (wrapped), the rest
+    unchanged; mirroring twice gives the words back; padding stays padding."""
+    rows = random_words(500, 16, np.random.default_rng(2))
+    words, jet = split_words(rows, 16)
+    raw = raw_features(words, jet, FEATURES)
+    which = np.random.default_rng(3).random(len(rows)) < 0.5
+    flips = {"reflect_eta": which, "reflect_phi": ~which}
+    flipped = augmented(words, jet, flips)
+    seen = raw_features(*flipped, FEATURES)
+    deta = np.where(which[:, None], -raw[..., 1], raw[..., 1])
+    dphi = np.where(~which[:, None], wrapped_dphi(-raw[..., 2], 0), raw[..., 2])
+    np.testing.assert_array_equal(seen[..., 1], deta)
+    np.testing.assert_array_equal(seen[..., 2], dphi)
+    for k in (0, 3, 4):  # pt, dr2, count
+        np.testing.assert_array_equal(seen[..., k], raw[..., k])
+    np.testing.assert_array_equal(flipped[0][..., 0] == 0, words[..., 0] == 0)
+    for back, given in zip(augmented(*flipped, flips), (words, jet), strict=True):
+        np.testing.assert_array_equal(back, given)
+
+
+def test_reflection_saturates_only_at_the_bottom_of_a_word() -> None:
+    words = np.array([[[4, ETA_WORD.low, PHI_WORD.low]]])
+    jet = np.array([[4, ETA_WORD.low, PHI_WORD.low, 1]])
+    for symmetry, column in (("reflect_eta", 1), ("reflect_phi", 2)):
+        mirrored, mirrored_jet = reflect(words, jet, symmetry, np.array([True]))
+        high = CANDIDATE_WORDS[column].high
+        assert mirrored[0, 0, column] == high and mirrored_jet[0, column] == high
+
+
+class RecordingTeacher:
+    """A stand-in teacher: logits that depend on its input; every input is kept."""
+
+    def __init__(self) -> None:
+        self.seen: list[np.ndarray] = []
+
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        assert not training
+        self.seen.append(x)
+        return self.logits(x)
+
+    @staticmethod
+    def logits(x: np.ndarray) -> np.ndarray:
+        return np.repeat(x.sum(axis=(1, 2))[:, None], 5, axis=1)
+
+
+def _views(jets: int, student_n: int, teacher_n: int) -> tuple[Dataset, Dataset]:
+    """The same jets at the student's N and the teacher's, as the loader gives them."""
+    rng = np.random.default_rng(4)
+    words, jet = split_words(random_words(jets, teacher_n, rng), teacher_n)
+    y = np.eye(5, dtype=np.float32)[rng.integers(0, 5, jets)]
+    weight = rng.uniform(0.5, 2, jets).astype(np.float32)
+    stage = fit_input_stage(words[:, :student_n], jet, FEATURES, 10, 3)
+    teacher_stage = dataclasses.replace(stage, n_constituents=teacher_n)
+    views = []
+    for n, input_stage in ((student_n, stage), (teacher_n, teacher_stage)):
+        sample = JetSample(words[:, :n], jet, y, weight, {})
+        sample.x = input_stage.apply(sample.candidates, sample.jet)
+        views.append(Dataset(sample, sample, sample, input_stage))
+    return views[0], views[1]
+
+
+def test_teacher_and_student_see_the_same_mirrored_jets_in_every_step() -> None:
+    student, teacher_view = _views(100, 4, 8)
+    teacher = RecordingTeacher()
+    augment = ("reflect_eta", "reflect_phi")
+    batches = ConsistentBatches(student, Teacher(teacher, teacher_view), augment, 32, seed=5)
+    assert len(batches) == math.ceil(100 / 32)
+    plain = student.train.x
+    per_epoch = []
+    for _ in range(2):
+        mirrored = np.zeros(100, bool)
+        for index in range(len(batches)):
+            x, y, weight = batches[index]
+            rows, flips = batches.jets(index)
+            # The teacher's first 4 candidates through the student's normalisation: the
+            # student's input, so both saw the same transformed words of the same jets.
+            taught = teacher.seen.pop()
+            np.testing.assert_array_equal(taught[:, :4], x)
+            np.testing.assert_array_equal(y[:, 5:], teacher.logits(taught))
+            np.testing.assert_array_equal(y[:, :5], student.train.y[rows])
+            np.testing.assert_array_equal(weight, student.train.weight[rows])
+            moved = flips["reflect_eta"] | flips["reflect_phi"]
+            np.testing.assert_array_equal(x[~moved], plain[rows[~moved]])
+            mirrored[rows] = moved
+        assert 0 < mirrored.sum() < 100
+        per_epoch.append(dict(batches.flips))
+        batches.on_epoch_end()
+    assert not np.array_equal(per_epoch[0]["reflect_eta"], per_epoch[1]["reflect_eta"])
+    first, second = (
+        ConsistentBatches(student, Teacher(teacher, teacher_view), augment, 32, seed=5)
+        for _ in range(2)
+    )
+    np.testing.assert_array_equal(first[1][0], second[1][0])  # the draws follow the seed
+
+
+def test_teacher_over_other_jets_is_refused() -> None:
+    student, teacher_view = _views(40, 4, 8)
+    other = dataclasses.replace(teacher_view.train, y=teacher_view.train.y[::-1])
+    moved = Dataset(other, other, other, teacher_view.input_stage)
+    with pytest.raises(TriggerError, match="teacher and student training jets differ"):
+        ConsistentBatches(student, Teacher(RecordingTeacher(), moved), ("reflect_eta",), 8, 0)
+
+
+@pytest.mark.parametrize(
+    ("distillation", "expected"),
+    [
+        ({"augment": ["reflect_eta", "reflect_eta"]}, "names a symmetry twice"),
+        ({"augment": ["rotate"]}, "distillation.augment"),
+        ({"epochs": 0}, "distillation.epochs"),
+        ({"patience": 0}, "distillation.patience"),
+    ],
+)
+def test_bad_distillation_options_are_one_line(distillation: dict, expected: str) -> None:
+    with pytest.raises(TriggerError, match=expected) as error:
+        recipe_from_dict({"distillation": distillation})
+    assert "\n" not in str(error.value)
+
+
+def test_distilled_student_takes_the_distillation_epochs_and_patience() -> None:
+    from trigger.training.fit import training_settings
+
+    recipe = recipe_from_dict({"training": {"epochs": 5, "patience": 2},
+                               "distillation": {"epochs": 40, "patience": 12}})  # fmt: skip
+    distilled = training_settings(recipe, 0, distilled=True)
+    label_only = training_settings(recipe, 0)
+    assert (distilled.epochs, distilled.patience) == (40, 12)
+    assert (label_only.epochs, label_only.patience) == (5, 2)
+    unset = recipe_from_dict({"training": {"epochs": 5, "patience": 2}})
+    assert training_settings(unset, 0, distilled=True) == label_only
+
+
+@pytest.mark.slow
+def test_augmented_distillation_trains_reproducibly_for_its_own_epochs(synthetic_data) -> None:
+    """A student distilled on the fly (teacher over 32 candidates, student over 16) for
+    `distillation.epochs`, twice with the same seed: the same weights."""
+    pytest.importorskip("qkeras")
+    from tests.test_compress import _fast_recipe
+    from trigger import taggers
+    from trigger.data.loader import load_dataset
+    from trigger.training.student import train_student
+    from trigger.training.teacher import teacher_data
+
+    recipe = _fast_recipe(
+        pruning={"enabled": False},
+        distillation={"augment": ["reflect_eta", "reflect_phi"], "epochs": 2, "patience": 5},
+    )
+    data = load_dataset(recipe.data, recipe.quantization.input, synthetic_data)
+    view = teacher_data(recipe, synthetic_data)
+    assert view.train.x.shape[1] == 32 and data.train.x.shape[1] == 16
+    teacher = Teacher(taggers.build_teacher(recipe, view.train.x.shape[-1]), view)
+    first, second = (train_student(recipe, data, teacher, verbose=0) for _ in range(2))
+    assert len(first.history["loss"]) == 2  # distillation.epochs, not training.epochs (8)
+    for a, b in zip(first.model.get_weights(), second.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
