@@ -4,7 +4,11 @@ student in every step, the recipe options that steer it."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +30,7 @@ from trigger.inputs import (
 from trigger.training.distill import ConsistentBatches, Teacher, augmented, reflect
 
 FEATURES = ("pt", "deta", "dphi", "dr2", "count")
+BENCH = Path(__file__).resolve().parents[1] / "scripts" / "bench_distill.py"
 
 
 def _physical_jets(jets: int, n: int, rng: np.random.Generator):
@@ -214,3 +219,40 @@ def test_augmented_distillation_trains_reproducibly_for_its_own_epochs(synthetic
     assert len(first.history["loss"]) == 2  # distillation.epochs, not training.epochs (8)
     for a, b in zip(first.model.get_weights(), second.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _bench_distill():
+    spec = importlib.util.spec_from_file_location("bench_distill", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_table_gives_paired_gains_with_their_standard_errors() -> None:
+    bench = _bench_distill()
+    table = bench.markdown(
+        {"label-only": [0.60, 0.62, 0.64], "distilled": [0.61, 0.64, 0.64]}, "title"
+    )
+    cells = [line.strip("| ").split(" | ") for line in table.splitlines()[4:]]
+    rows = {row[0]: row[1:] for row in cells}
+    assert list(rows) == ["label-only", "distilled"]
+    assert rows["label-only"][:2] == ["0.6200", "0.0115"]
+    # Gains 1, 2, 0 points: mean 1, standard error 1 / sqrt(3); not the unpaired error.
+    assert rows["distilled"][2:] == ["+1.00", "0.58"]
+
+
+@pytest.mark.slow
+def test_bench_distill_smoke(synthetic_data, tmp_path) -> None:
+    out = tmp_path / "table.md"
+    tiny = ("embed=16", "blocks=1", "rho=[16]", "heads=1")
+    sets = [a for t in tiny for a in ("--set", f"distillation.teacher.architecture.{t}")]
+    args = [sys.executable, str(BENCH), "--data", str(synthetic_data), "--jets", "600",
+            "--epochs", "1", "--teacher-epochs", "1", "--seeds", "2", "--work", str(tmp_path),
+            "--out", str(out), "--set", "training.batch_size=128", *sets]  # fmt: skip
+    result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = out.read_text()
+    assert "360 training and 120 test jets, 1 epochs, seeds 1-2" in table
+    names = [line.strip("| ").split(" | ")[0] for line in table.splitlines()[4:]]
+    assert names == ["label-only", "distilled", "distilled, reflect_eta + reflect_phi"]
+    assert table in result.stdout
