@@ -92,8 +92,8 @@ def main() -> None:
 
     from trigger.config import CLASS_NAMES, load_recipe
     from trigger.data.loader import load_dataset
-    from trigger.training.distill import Teacher
     from trigger.training.fit import evaluate
+    from trigger.training.stage import distilling_teacher
     from trigger.training.student import student_metrics, train_float, train_student
     from trigger.training.teacher import cached_teacher
 
@@ -116,7 +116,7 @@ def main() -> None:
     data = load_dataset(recipe.data, recipe.quantization.input, args.data)
     teacher, teacher_data, _ = cached_teacher(recipe, args.data, work / ".teachers", print, quiet)
     rows.append(("teacher", evaluate(teacher, teacher_data.test), "float32", 0.0))
-    teacher = Teacher(teacher, teacher_data)
+    teacher = distilling_teacher(recipe, args.data, teacher, teacher_data)
 
     def student_row(name, r, d, teacher=None, reference=None):
         t0 = time.perf_counter()

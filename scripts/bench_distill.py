@@ -5,8 +5,8 @@
 Every student has the recipe's architecture, compression and epochs (training.epochs, which
 distillation.epochs is set to); only the targets differ: labels alone, labels + the teacher's
 logits on the fixed training jets, and labels + the teacher's logits on each step's mirrored
-jets (`distillation.augment`). The teacher is trained once (its own seed) and cached under
-<work>/.teachers. The seeds share one test split, so the paired per-seed difference is what
+jets (`distillation.augment`); a recipe's `distillation.extra_data` joins both distilled
+students. The teacher is trained once (its own seed) and cached under <work>/.teachers. The seeds share one test split, so the paired per-seed difference is what
 tells a gain from seed noise: the table gives each mean with its standard error over seeds.
 Use a file with >= 20k jets per class for numbers worth quoting; `--jets` and `--epochs` make
 a smoke run.
@@ -103,8 +103,8 @@ def main() -> None:
     from trigger.config import load_recipe
     from trigger.data.loader import load_dataset
     from trigger.errors import TriggerError
-    from trigger.training.distill import Teacher
     from trigger.training.fit import evaluate
+    from trigger.training.stage import distilling_teacher
     from trigger.training.student import train_float, train_student
     from trigger.training.teacher import cached_teacher
 
@@ -125,7 +125,7 @@ def main() -> None:
     start = time.perf_counter()
     data = load_dataset(recipe.data, recipe.quantization.input, args.data)
     model, view, _ = cached_teacher(recipe, args.data, work / ".teachers", print, 0)
-    teacher = Teacher(model, view)
+    teacher = distilling_teacher(recipe, args.data, model, view)
     teacher_accuracy = evaluate(model, view.test)["accuracy"]
     accuracy: dict[str, list[float]] = {name: [] for name in students}
     for seed in range(1, args.seeds + 1):

@@ -197,28 +197,42 @@ def test_distilled_student_takes_the_distillation_epochs_and_patience() -> None:
 
 
 @pytest.mark.slow
-def test_augmented_distillation_trains_reproducibly_for_its_own_epochs(synthetic_data) -> None:
-    """A student distilled on the fly (teacher over 32 candidates, student over 16) for
-    `distillation.epochs`, twice with the same seed: the same weights."""
+def test_augmented_distillation_trains_reproducibly_for_its_own_epochs(
+    synthetic_data, tmp_path
+) -> None:
+    """A student distilled on the fly (teacher over 32 candidates, student over 16, extra jets
+    labelled by the teacher alone) for `distillation.epochs`, twice with the same seed: the
+    same weights. Without augmentation the extra jets train as well."""
     pytest.importorskip("qkeras")
+    from tests.conftest import write_synthetic_file
     from tests.test_compress import _fast_recipe
     from trigger import taggers
     from trigger.data.loader import load_dataset
+    from trigger.training.stage import distilling_teacher
     from trigger.training.student import train_student
     from trigger.training.teacher import teacher_data
 
+    extra = write_synthetic_file(tmp_path / "extra.h5", 40, seed=3)
     recipe = _fast_recipe(
         pruning={"enabled": False},
-        distillation={"augment": ["reflect_eta", "reflect_phi"], "epochs": 2, "patience": 5},
-    )
+        distillation={"augment": ["reflect_eta", "reflect_phi"], "epochs": 2, "patience": 5,
+                      "extra_data": str(extra)},
+    )  # fmt: skip
     data = load_dataset(recipe.data, recipe.quantization.input, synthetic_data)
     view = teacher_data(recipe, synthetic_data)
     assert view.train.x.shape[1] == 32 and data.train.x.shape[1] == 16
-    teacher = Teacher(taggers.build_teacher(recipe, view.train.x.shape[-1]), view)
+    model = taggers.build_teacher(recipe, view.train.x.shape[-1])
+    teacher = distilling_teacher(recipe, synthetic_data, model, view)
+    assert len(teacher.extra[0]) == 200
     first, second = (train_student(recipe, data, teacher, verbose=0) for _ in range(2))
     assert len(first.history["loss"]) == 2  # distillation.epochs, not training.epochs (8)
     for a, b in zip(first.model.get_weights(), second.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+    fixed = recipe.model_copy(
+        update={"distillation": recipe.distillation.model_copy(update={"augment": ()})}
+    )
+    history = train_student(fixed, data, teacher, verbose=0).history
+    assert np.isfinite(history["loss"]).all() and 0 < history["accuracy"][-1] <= 1
 
 
 def _bench_distill():
@@ -256,3 +270,61 @@ def test_bench_distill_smoke(synthetic_data, tmp_path) -> None:
     names = [line.strip("| ").split(" | ")[0] for line in table.splitlines()[4:]]
     assert names == ["label-only", "distilled", "distilled, reflect_eta + reflect_phi"]
     assert table in result.stdout
+
+
+def test_extra_jets_join_both_training_splits_unlabelled() -> None:
+    student, view = _views(30, 4, 8)
+    rng = np.random.default_rng(6)
+    words, jet = split_words(random_words(12, 8, rng), 8)
+    teacher = Teacher(RecordingTeacher(), view, (words, jet))
+    with_extra, view_extra = teacher.training_jets(student)
+    for data, original, n in ((with_extra, student, 4), (view_extra, view, 8)):
+        assert len(data.train) == 42 and data.validation is original.validation
+        np.testing.assert_array_equal(data.train.x[:30], original.train.x)
+        np.testing.assert_array_equal(data.train.x[30:], data.input_stage.apply(words[:, :n], jet))
+        assert not data.train.y[30:].any() and (data.train.weight[30:] == 1).all()
+    np.testing.assert_array_equal(with_extra.train.y, view_extra.train.y)
+
+
+def test_accuracy_counts_only_labelled_rows() -> None:
+    pytest.importorskip("tensorflow")
+    from trigger.training.fit import labelled_accuracy
+
+    labels = np.zeros((4, 10), np.float32)
+    labels[0, 0] = labels[1, 1] = labels[2, 2] = 1  # row 3: a teacher-only jet
+    logits = np.eye(5, dtype=np.float32)[[0, 1, 3, 4]]
+    metric = labelled_accuracy()
+    metric.update_state(labels, logits, sample_weight=np.array([1, 1, 2, 5], np.float32))
+    assert metric.result().numpy() == pytest.approx(2 / 4)  # weights 1 + 1 hit, 2 missed
+
+
+def test_extra_data_is_never_the_training_file(synthetic_data, tmp_path) -> None:
+    from trigger.training.stage import train_and_compress
+
+    copy = tmp_path / "copy.h5"
+    copy.write_bytes(synthetic_data.read_bytes())
+    for extra in (synthetic_data, copy):
+        recipe = recipe_from_dict({"distillation": {"extra_data": str(extra)}})
+        with pytest.raises(TriggerError, match="is the training data file") as error:
+            train_and_compress(recipe, synthetic_data, tmp_path / "run", verbose=0)
+        assert "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_extra_data_counts_in_the_run_sources_by_content(synthetic_data, tmp_path) -> None:
+    from tests.conftest import write_synthetic_file
+    from trigger.training.stage import train_sources
+
+    extra = write_synthetic_file(tmp_path / "extra.h5", 20, seed=1)
+    moved = tmp_path / "moved.h5"
+    moved.write_bytes(extra.read_bytes())
+    other = write_synthetic_file(tmp_path / "other.h5", 20, seed=2)
+
+    def sources(path: Path, **distillation):
+        section = {"extra_data": str(path), **distillation}
+        return train_sources(recipe_from_dict({"distillation": section}), synthetic_data)
+
+    assert sources(extra) == sources(moved)
+    assert sources(extra)["extra_data"] != sources(other)["extra_data"]
+    assert "extra_data" not in sources(extra, enabled=False)
+    assert sources(extra)["recipe"] == sources(other)["recipe"]

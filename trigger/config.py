@@ -297,6 +297,11 @@ class DistillationConfig(Strict):
     """Epochs without improvement of the validation loss (labels + KL to the teacher) before
     the distilled student stops (`training.patience` when unset)."""
 
+    extra_data: str | None = None
+    """A file of extra jets (hls4ml layout; its labels unused) the distilled student learns
+    from the teacher's logits alone: their label loss is zero. Never the training data file,
+    whose validation and test jets would leak into training; the run records it by content."""
+
     @field_validator("augment")
     @classmethod
     def _each_once(cls, augment: tuple[str, ...]) -> tuple[str, ...]:

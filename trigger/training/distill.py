@@ -7,16 +7,18 @@ to the teacher and to the student (`ConsistentBatches`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from trigger import taggers
-from trigger.data.loader import Dataset, JetSample
+from trigger.data.loader import Dataset, JetSample, word_chunks
 from trigger.errors import TriggerError
-from trigger.inputs import CANDIDATE_WORDS
+from trigger.inputs import CANDIDATE_WORDS, split_words
 from trigger.training.fit import N_CLASSES
 
 
@@ -50,13 +52,48 @@ REFLECTED_WORD = {"reflect_eta": 1, "reflect_phi": 2}
 
 @dataclass(frozen=True)
 class Teacher:
-    """What distilling needs: the teacher and its view (its own N) of the student's jets."""
+    """What distilling needs: the teacher, its view (its own N) of the student's jets, and
+    the words of any extra jets it alone labels (`distillation.extra_data`)."""
 
     model: Any
     data: Dataset
+    extra: tuple[np.ndarray, np.ndarray] | None = None  # (jets, N, 3) and (jets, 4) words
 
-    def logits(self, sample: JetSample | None = None) -> np.ndarray:
-        return taggers.predict(self.model, (sample or self.data.train).x)
+    def logits(self, sample: JetSample) -> np.ndarray:
+        return taggers.predict(self.model, sample.x)
+
+    def training_jets(self, student: Dataset) -> tuple[Dataset, Dataset]:
+        """The student's and the teacher's datasets with the extra jets appended to both
+        training splits, in the same order, unlabelled (all-zero label rows, weight 1)."""
+        if self.extra is None:
+            return student, self.data
+        return _with_extra(student, *self.extra), _with_extra(self.data, *self.extra)
+
+
+def extra_jets(path: str | Path, n_constituents: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate and jet words of every jet of `path`, the leading `n_constituents`."""
+    who = "distillation.extra_data"
+    chunks = list(word_chunks(path, n_constituents, 20_000, who))
+    if not chunks:
+        msg = f"{path}: {who} holds no jets"
+        raise TriggerError(msg)
+    return split_words(np.concatenate(chunks), n_constituents)
+
+
+def _with_extra(data: Dataset, words: np.ndarray, jet: np.ndarray) -> Dataset:
+    n = data.input_stage.n_constituents
+    candidates = words[:, :n]
+    train = data.train
+    unlabelled = np.zeros((len(jet), N_CLASSES), np.float32)
+    both = JetSample(
+        np.concatenate([train.candidates, candidates]),
+        np.concatenate([train.jet, jet]),
+        np.concatenate([train.y, unlabelled]),
+        np.concatenate([train.weight, np.ones(len(jet), np.float32)]),
+        {},
+        np.concatenate([train.x, data.input_stage.apply(candidates, jet)]),
+    )
+    return dataclasses.replace(data, train=both)
 
 
 def reflect(

@@ -61,10 +61,21 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def accuracy(y_true, logits):
+def labelled_accuracy():
+    """Weighted accuracy over the rows that carry a label: the teacher's extra jets (all-zero
+    label rows) count neither as hits nor as misses."""
     import tensorflow as tf
 
-    return tf.keras.metrics.categorical_accuracy(y_true[:, :N_CLASSES], logits)
+    class LabelledAccuracy(tf.keras.metrics.Mean):
+        def update_state(self, y_true, logits, sample_weight=None):
+            labels = y_true[:, :N_CLASSES]
+            weight = tf.reduce_sum(labels, axis=-1)  # 1 with a label, 0 without
+            if sample_weight is not None:
+                weight *= tf.reshape(tf.cast(sample_weight, weight.dtype), [-1])
+            hits = tf.keras.metrics.categorical_accuracy(labels, logits)
+            return super().update_state(hits, weight)
+
+    return LabelledAccuracy(name="accuracy")
 
 
 def training_settings(recipe: Recipe, verbose: int, distilled: bool = False) -> FitSettings:
@@ -116,7 +127,7 @@ def fit(
     model.compile(
         optimizer=optimizer,
         loss=loss or distillation_loss(1.0, 0.0, distill=False),
-        weighted_metrics=[accuracy],
+        weighted_metrics=[labelled_accuracy()],
     )
     stop = tf.keras.callbacks.EarlyStopping(
         monitor="val_loss",

@@ -21,30 +21,74 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trigger.artifacts import TRAIN, check_output, data_identity, stage_output
 from trigger.config import Recipe, save_recipe
-from trigger.data.loader import Dataset, load_dataset
+from trigger.data.loader import Dataset, load_dataset, readable_jets
 from trigger.errors import TriggerError
 from trigger.io import Log, require_file, write_json
-from trigger.training.distill import Teacher
+from trigger.training.distill import Teacher, extra_jets
 from trigger.training.fit import evaluate, save_h5, train_loss
 from trigger.training.student import student_metrics, train_float, train_student
 from trigger.training.teacher import cached_teacher
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 TRAIN_SECTIONS = ("data", "architecture", "quantization", "pruning", "distillation", "training")
 
 
 def train_sources(recipe: Recipe, data_path: str | Path) -> dict[str, str]:
-    """What a run is made from: the data file's content and the recipe sections training reads.
+    """What a run is made from: the data file's content, the distilled student's extra jets'
+    (`distillation.extra_data`) and the recipe sections training reads.
 
-    The data file counts by its content, not its path: the same file moved trains the same run.
+    Data files count by their content, not their paths: the same files moved train the same run.
     """
-    unplaced = recipe.model_copy(update={"data": recipe.data.model_copy(update={"path": ""})})
-    return {"data": data_identity(data_path), "recipe": unplaced.digest(*TRAIN_SECTIONS)}
+    placed = recipe.distillation.extra_data is not None
+    distillation = recipe.distillation.model_copy(update={"extra_data": "" if placed else None})
+    unplaced = recipe.model_copy(
+        update={"data": recipe.data.model_copy(update={"path": ""}), "distillation": distillation}
+    )
+    sources = {"data": data_identity(data_path), "recipe": unplaced.digest(*TRAIN_SECTIONS)}
+    extra = extra_data(recipe, data_path)
+    return sources | ({"extra_data": data_identity(extra)} if extra else {})
+
+
+def extra_data(recipe: Recipe, data_path: str | Path) -> Path | None:
+    """The file of `distillation.extra_data` when the student is distilled; refused when it is
+    the training data file (by path or content): its validation and test jets would train."""
+    d = recipe.distillation
+    if not (d.enabled and d.extra_data):
+        return None
+    extra = require_file(d.extra_data)
+    if extra.resolve() == Path(data_path).resolve() or data_identity(extra) == data_identity(
+        data_path
+    ):
+        msg = (
+            f"distillation.extra_data {extra} is the training data file: its validation and "
+            "test jets would leak into training"
+        )
+        raise TriggerError(msg)
+    readable_jets(extra, _extra_constituents(recipe), "distillation.extra_data", labelled=False)
+    return extra
+
+
+def _extra_constituents(recipe: Recipe) -> int:
+    """Candidates read per extra jet: enough for the student's N and the teacher's."""
+    return max(recipe.data.n_constituents, recipe.distillation.teacher.n_constituents)
+
+
+def distilling_teacher(
+    recipe: Recipe, data_path: str | Path, model: tf.keras.Model, view: Dataset
+) -> Teacher:
+    """The teacher as the student distils it: its model, its view of the training data and
+    the words of the recipe's extra jets, if any."""
+    extra = extra_data(recipe, data_path)
+    words = extra_jets(extra, _extra_constituents(recipe)) if extra else None
+    return Teacher(model, view, words)
 
 
 def train_and_compress(
@@ -68,11 +112,13 @@ def train_and_compress(
     recipe = recipe.model_copy(
         update={"data": recipe.data.model_copy(update={"path": str(data_path)})}
     )
-    check_output(out_dir, TRAIN, [data_path], replace)
+    extra = extra_data(recipe, data_path)
+    inputs = [data_path, *([extra] if extra else [])]
+    check_output(out_dir, TRAIN, inputs, replace)
     cache = Path(teacher_cache) if teacher_cache else out_dir.resolve().parent / ".teachers"
     data = load_dataset(recipe.data, recipe.quantization.input, data_path)
     sources = train_sources(recipe, data_path)
-    with stage_output(out_dir, TRAIN, sources, inputs=[data_path], replace=replace) as tmp:
+    with stage_output(out_dir, TRAIN, sources, inputs=inputs, replace=replace) as tmp:
         _train_into(tmp, recipe, data_path, data, cache, verbose, log)
     return out_dir
 
@@ -88,7 +134,7 @@ def _train_into(
         if not np.array_equal(teacher_data.train.y, data.train.y):
             msg = "teacher and student splits differ: the data file changed while loading"
             raise TriggerError(msg)
-        teacher = Teacher(model, teacher_data)
+        teacher = distilling_teacher(recipe, data_path, model, teacher_data)
         metrics["teacher"] = evaluate(model, teacher_data.test)
         histories["teacher"] = json.loads((folder / "history.json").read_text())
         shutil.copyfile(folder / "teacher.h5", out / "teacher.h5")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -94,14 +95,17 @@ def train_student(
 
 def _fitting_data(recipe: Recipe, data: Dataset, teacher: Teacher | None, settings: FitSettings):
     """(train, validation) for `fit`: labels alone, labels + the teacher's logits on the fixed
-    jets, or consistent augmented batches. Validation jets are never transformed."""
+    jets, or consistent augmented batches; the teacher's extra jets join the training jets.
+    Validation jets are never transformed."""
     if teacher is None:
         return arrays(data.train), arrays(data.validation)
     validation = arrays(data.validation, teacher.logits(teacher.data.validation))
+    student, view = teacher.training_jets(data)
     augment = recipe.distillation.augment
     if not augment:
-        return arrays(data.train, teacher.logits(teacher.data.train)), validation
-    batches = ConsistentBatches(data, teacher, augment, settings.batch_size, settings.seed)
+        return arrays(student.train, teacher.logits(view.train)), validation
+    batches = ConsistentBatches(student, dataclasses.replace(teacher, data=view), augment,
+                                settings.batch_size, settings.seed)  # fmt: skip
     return batches, validation
 
 

@@ -83,4 +83,3 @@ def cached_teacher(
         data.input_stage.save(tmp / "input_stage.json")
         write_json(tmp / "history.json", trained.history)
     return trained.model, data, folder
-
