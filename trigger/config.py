@@ -288,8 +288,8 @@ class DistillationConfig(Strict):
     augment: tuple[Literal["reflect_eta", "reflect_phi"], ...] = ()
     """Symmetries drawn per training jet and epoch (each with probability 1/2), applied to
     the L1 words (eta or phi words of candidates and jet negated) before the input stage;
-    teacher and student see the same mirrored jet in the same step, the teacher's logits
-    computed per batch."""
+    teacher and student see the same mirrored jet in the same step (the teacher's logits on
+    each training jet's mirror images are computed once: up to 4 teacher passes)."""
     epochs: Epochs | None = None
     """Most epochs of the distilled student (`training.epochs` when unset; a student matching
     a teacher can improve for many more epochs than one fitting labels, arXiv:2106.05237)."""
