@@ -6,8 +6,9 @@ Every student has the recipe's architecture, compression and epochs (training.ep
 distillation.epochs is set to); only the targets differ: labels alone, labels + the teacher's
 logits on the fixed training jets, and labels + the teacher's logits on each step's mirrored
 jets (`distillation.augment`); a recipe's `distillation.extra_data` joins both distilled
-students. The teacher is trained once (its own seed) and cached under <work>/.teachers. The seeds share one test split, so the paired per-seed difference is what
-tells a gain from seed noise: the table gives each mean with its standard error over seeds.
+students. The teacher is trained once (its own seed) and cached under <work>/.teachers. The
+seeds share one test split, so the paired per-seed difference is what tells a gain from seed
+noise: the table gives each mean with its standard error over seeds.
 Use a file with >= 20k jets per class for numbers worth quoting; `--jets` and `--epochs` make
 a smoke run.
 """

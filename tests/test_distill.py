@@ -304,6 +304,9 @@ def test_extra_data_is_never_the_training_file(synthetic_data, tmp_path) -> None
         with pytest.raises(TriggerError, match="is the training data file") as error:
             train_and_compress(recipe, synthetic_data, tmp_path / "run", verbose=0)
         assert "\n" not in str(error.value)
+    recipe = recipe_from_dict({"distillation": {"extra_data": str(tmp_path / "none.h5")}})
+    with pytest.raises(TriggerError, match=r"distillation\.extra_data not found: .*none\.h5"):
+        train_and_compress(recipe, synthetic_data, tmp_path / "run", verbose=0)
     assert not (tmp_path / "run").exists()
 
 

@@ -296,7 +296,6 @@ class DistillationConfig(Strict):
     patience: PositiveInt | None = None
     """Epochs without improvement of the validation loss (labels + KL to the teacher) before
     the distilled student stops (`training.patience` when unset)."""
-
     extra_data: str | None = None
     """A file of extra jets (hls4ml layout; its labels unused) the distilled student learns
     from the teacher's logits alone: their label loss is zero. Never the training data file,

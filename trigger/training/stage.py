@@ -63,10 +63,9 @@ def extra_data(recipe: Recipe, data_path: str | Path) -> Path | None:
     d = recipe.distillation
     if not (d.enabled and d.extra_data):
         return None
-    extra = require_file(d.extra_data)
-    if extra.resolve() == Path(data_path).resolve() or data_identity(extra) == data_identity(
-        data_path
-    ):
+    extra = require_file(d.extra_data, "distillation.extra_data")
+    same_path = extra.resolve() == Path(data_path).resolve()
+    if same_path or data_identity(extra) == data_identity(data_path):
         msg = (
             f"distillation.extra_data {extra} is the training data file: its validation and "
             "test jets would leak into training"
