@@ -105,7 +105,7 @@ def reflect(
     own axis: deta -> -deta, dphi -> -dphi (phi's +-pi, word -+720, being one angle). `to_words`
     rounds half to even, which is odd, so these are the words of the mirrored physical jet; the
     one exception is a word at the bottom of its range (eta -2048, phi -1024), which saturates
-    to the top (2047, 1023): no real candidate sits there (|eta| > 5.6, |phi| > 1.4 pi).
+    to the top (2047, 1023): no real candidate sits there (|eta| = 8.9, |phi| = 1.42 pi).
     """
     column = REFLECTED_WORD[symmetry]
     candidates, jet = candidates.copy(), jet.copy()
