@@ -28,19 +28,20 @@ def _bits(recipe) -> str:
     return " ".join(f"{k}{f.bits},{f.integer}" for k, f in parts.items())
 
 
-def seed_spread(recipe, no_distill, data, logits, seeds, first):
+def seed_spread(recipe, no_distill, data, teacher, seeds, first):
     """Accuracy of the student with and without distillation for each training seed."""
     import numpy as np
     from rich.table import Table
 
-    from trigger import compress
+    from trigger.training.fit import evaluate
+    from trigger.training.student import train_float, train_student
 
     def with_seed(r, seed):
         return r.model_copy(update={"training": r.training.model_copy(update={"seed": seed})})
 
-    def accuracy(r, teacher_logits, reference):
-        model = compress.train_student(r, data, teacher_logits, 0, reference).model
-        return compress.evaluate(model, data.test)["accuracy"]
+    def accuracy(r, teacher, reference):
+        model = train_student(r, data, teacher, 0, reference).model
+        return evaluate(model, data.test)["accuracy"]
 
     results = [first]
     for seed in seeds:
@@ -48,9 +49,9 @@ def seed_spread(recipe, no_distill, data, logits, seeds, first):
         # A student that starts from its float twin starts from the twin of its own seed.
         reference = None
         if recipe.training.init_from_float:
-            reference = compress.train_float(with_seed(recipe, seed), data, 0).model
+            reference = train_float(with_seed(recipe, seed), data, 0).model
         plain = accuracy(with_seed(no_distill, seed), None, reference)
-        results.append((seed, plain, accuracy(with_seed(recipe, seed), logits, reference)))
+        results.append((seed, plain, accuracy(with_seed(recipe, seed), teacher, reference)))
     table = Table(title="student accuracy by training seed")
     for column in ("seed", "no distillation", "distilled", "distilled - no distillation"):
         table.add_column(column, justify="right")
@@ -89,9 +90,12 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from trigger import compress
     from trigger.config import CLASS_NAMES, load_recipe
     from trigger.data.loader import load_dataset
+    from trigger.training.fit import evaluate
+    from trigger.training.stage import distilling_teacher
+    from trigger.training.student import student_metrics, train_float, train_student
+    from trigger.training.teacher import cached_teacher
 
     teacher_epochs = args.teacher_epochs or args.epochs
     common = [
@@ -110,27 +114,25 @@ def main() -> None:
     rows: list[tuple[str, dict, str, float]] = []
     start = time.perf_counter()
     data = load_dataset(recipe.data, recipe.quantization.input, args.data)
-    teacher, teacher_data, _ = compress.cached_teacher(
-        recipe, args.data, work / ".teachers", print, quiet
-    )
-    rows.append(("teacher", compress.evaluate(teacher, teacher_data.test), "float32", 0.0))
-    logits = compress.fitting_logits(teacher, teacher_data)
+    teacher, teacher_data, _ = cached_teacher(recipe, args.data, work / ".teachers", print, quiet)
+    rows.append(("teacher", evaluate(teacher, teacher_data.test), "float32", 0.0))
+    teacher = distilling_teacher(recipe, args.data, teacher, teacher_data)
 
-    def student_row(name, r, d, teacher_logits=None, reference=None):
+    def student_row(name, r, d, teacher=None, reference=None):
         t0 = time.perf_counter()
-        model = compress.train_student(r, d, teacher_logits, quiet, reference).model
-        m = compress.student_metrics(model, d.test)
+        model = train_student(r, d, teacher, quiet, reference).model
+        m = student_metrics(model, d.test)
         rows.append((name, m, _bits(r), time.perf_counter() - t0))
 
     print("training float reference")
     t0 = time.perf_counter()
-    reference = compress.train_float(recipe, data, quiet).model
+    reference = train_float(recipe, data, quiet).model
     seconds = time.perf_counter() - t0
-    rows.append(("float reference", compress.evaluate(reference, data.test), "float32", seconds))
+    rows.append(("float reference", evaluate(reference, data.test), "float32", seconds))
     print("training student without distillation")
     student_row("student, no distillation", no_distill, data, None, reference)
     print("training student with distillation")
-    student_row("student, distilled", recipe, data, logits, reference)
+    student_row("student, distilled", recipe, data, teacher, reference)
     print("training literature Deep Sets")
     same_inputs = (literature.data, literature.quantization.input) == (
         recipe.data,
@@ -141,8 +143,8 @@ def main() -> None:
         if same_inputs
         else load_dataset(literature.data, literature.quantization.input, args.data)
     )
-    lit_logits = logits if literature.distillation.enabled else None
-    student_row("literature Deep Sets", literature, lit_data, lit_logits)
+    lit_teacher = teacher if literature.distillation.enabled else None
+    student_row("literature Deep Sets", literature, lit_data, lit_teacher)
 
     table = Table(title=f"{args.data}: {len(data.test)} test jets, {args.epochs} epochs")
     for column in ("model", "acc", *(f"AUC {c}" for c in CLASS_NAMES)):
@@ -159,7 +161,7 @@ def main() -> None:
     Console(width=160).print(table)
     if args.seeds:
         first = (recipe.training.seed, rows[2][1]["accuracy"], rows[3][1]["accuracy"])
-        Console(width=160).print(seed_spread(recipe, no_distill, data, logits, args.seeds, first))
+        Console(width=160).print(seed_spread(recipe, no_distill, data, teacher, args.seeds, first))
     print(f"total {time.perf_counter() - start:.0f} s; teacher cache in {work / '.teachers'}")
 
 

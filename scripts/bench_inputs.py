@@ -53,11 +53,11 @@ def _recipe(base: str, features: tuple[str, ...], n: int, distill: bool, data: P
 
 
 def train_row(base: str, features, n: int, distill: bool, data: Path, out: Path) -> dict:
-    from trigger.compress import train_and_compress
     from trigger.config import FirmwareConfig
     from trigger.inputs import InputStage
     from trigger.rtl import estimate
     from trigger.taggers import load_model
+    from trigger.training.stage import train_and_compress
 
     recipe = _recipe(base, features, n, distill, data)
     name = f"{base}-n{n}-{'-'.join(features)}{'-distilled' if distill else ''}"
@@ -90,7 +90,8 @@ def train_row(base: str, features, n: int, distill: bool, data: Path, out: Path)
 
 def _float_row(name: str, recipe, dataset, features: list[str], note: str) -> dict:
     """Train the float reference on `dataset` as it is (its `x` replaced by the caller)."""
-    from trigger.compress import evaluate, train_float
+    from trigger.training.fit import evaluate
+    from trigger.training.student import train_float
 
     start = time.perf_counter()
     reference = train_float(recipe, dataset, verbose=0)

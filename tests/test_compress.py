@@ -22,8 +22,13 @@ pytest.importorskip("qkeras")
 from click.testing import CliRunner  # noqa: E402
 
 from tests.test_taggers import assert_permutation_invariant  # noqa: E402
-from trigger import compress, taggers  # noqa: E402
+from trigger import taggers  # noqa: E402
 from trigger.cli import cli  # noqa: E402
+from trigger.training.distill import distillation_loss  # noqa: E402
+from trigger.training.pruning import sparsity  # noqa: E402
+from trigger.training.stage import train_and_compress  # noqa: E402
+from trigger.training.student import train_float, train_student  # noqa: E402
+from trigger.training.teacher import cached_teacher  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIGGER = Path(sys.executable).with_name("trigger")
@@ -126,13 +131,13 @@ def test_pruned_student_reaches_the_target_sparsity(default_run):
     out, _ = default_run
     recipe = load_recipe(out / "recipe.yaml")
     student = taggers.load_model(out / "student.h5")
-    achieved = compress.sparsity(student)
+    achieved = sparsity(student)
     assert abs(achieved - recipe.pruning.target_sparsity) <= 0.01
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["student"]["sparsity"] == pytest.approx(achieved)
     nonzero = sum(int(np.count_nonzero(w)) for w in student.get_weights())
     assert metrics["student"]["nonzero_parameters"] == nonzero < student.count_params()
-    # The output layer is not pruned (see compress.PRUNED_LAYER_PREFIXES).
+    # The output layer is not pruned (see trigger.training.pruning.PRUNED_LAYER_PREFIXES).
     assert np.mean(student.get_layer("output_dense").get_weights()[0] == 0) < 0.2
 
 
@@ -148,7 +153,7 @@ def test_teacher_is_cached_and_reused(default_run):
     out, _ = default_run
     recipe = load_recipe(out / "recipe.yaml")
     lines: list[str] = []
-    teacher, data, folder = compress.cached_teacher(
+    teacher, data, folder = cached_teacher(
         recipe, Path(recipe.data.path), out.parent / ".teachers", lines.append
     )
     assert lines == [f"reusing teacher {folder}"]
@@ -157,7 +162,7 @@ def test_teacher_is_cached_and_reused(default_run):
     # The teacher depends only on the data it sees: a student over 8 constituents shares it.
     other_student = load_recipe(out / "recipe.yaml", ["data.n_constituents=8"])
     assert (
-        compress.cached_teacher(
+        cached_teacher(
             other_student, Path(recipe.data.path), out.parent / ".teachers", lines.append
         )[2]
         == folder
@@ -171,7 +176,7 @@ def test_everything_switched_off(synthetic_data, tmp_path):
         pruning={"enabled": False},
         distillation={"enabled": False},
     )
-    out = compress.train_and_compress(recipe, synthetic_data, tmp_path / "run", verbose=0)
+    out = train_and_compress(recipe, synthetic_data, tmp_path / "run", verbose=0)
     assert not (out / "teacher.h5").exists()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["teacher"] is None
@@ -179,7 +184,7 @@ def test_everything_switched_off(synthetic_data, tmp_path):
     types = {type(layer).__name__ for layer in student.layers}
     assert "Dense" in types and not any(t.startswith("Q") for t in types)
     # No pruning: no forced zeros in float weights.
-    assert compress.sparsity(student) == 0.0
+    assert sparsity(student) == 0.0
     assert not (tmp_path / ".teachers").exists()
 
 
@@ -189,12 +194,12 @@ def test_same_seed_same_student_and_qat_alone_forces_no_zeros(synthetic_data):
         pruning={"enabled": False}, distillation={"enabled": False}, training={"epochs": 2}
     )
     data = load_dataset(recipe.data, recipe.quantization.input, synthetic_data)
-    first, second = (compress.train_student(recipe, data, verbose=0).model for _ in range(2))
+    first, second = (train_student(recipe, data, verbose=0).model for _ in range(2))
     for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert type(first.get_layer("phi_0")).__name__ == "QDense"
     # Pruning off: only weights that round to 0 on the 8-bit grid, far from the 50% target.
-    assert compress.sparsity(first) < 0.1
+    assert sparsity(first) < 0.1
 
 
 @pytest.mark.slow
@@ -206,20 +211,20 @@ def test_student_starts_from_its_float_twin(synthetic_data):
         training={"epochs": 1, "learning_rate": 1e-12, "init_from_float": True},
     )
     data = load_dataset(recipe.data, recipe.quantization.input, synthetic_data)
-    reference = compress.train_float(recipe, data, verbose=0).model
-    student = compress.train_student(recipe, data, verbose=0, float_reference=reference).model
+    reference = train_float(recipe, data, verbose=0).model
+    student = train_student(recipe, data, verbose=0, float_reference=reference).model
     for twin, layer in zip(
         taggers.dense_layers(reference), taggers.dense_layers(student), strict=True
     ):
         expected = layer.kernel_quantizer_internal(twin.get_weights()[0]).numpy()
         np.testing.assert_array_equal(layer.get_weights()[0], expected, err_msg=layer.name)
     with pytest.raises(TriggerError, match="init_from_float"):
-        compress.train_student(recipe, data, verbose=0)
+        train_student(recipe, data, verbose=0)
 
 
 def test_distillation_loss():
-    hard_only = compress._loss(4.0, 0.0, distill=True)
-    plain = compress._loss(1.0, 0.0, distill=False)
+    hard_only = distillation_loss(4.0, 0.0, distill=True)
+    plain = distillation_loss(1.0, 0.0, distill=False)
     rng = np.random.default_rng(0)
     labels = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 8)]
     student = rng.normal(0, 2, (8, 5)).astype(np.float32)
@@ -228,7 +233,7 @@ def test_distillation_loss():
     np.testing.assert_allclose(hard_only(y, student), plain(labels, student), rtol=1e-6)
 
     temperature, alpha = 3.0, 0.6
-    mixed = compress._loss(temperature, alpha, distill=True)(y, student).numpy()
+    mixed = distillation_loss(temperature, alpha, distill=True)(y, student).numpy()
 
     def softmax(z):
         e = np.exp(z - z.max(axis=1, keepdims=True))
@@ -239,7 +244,7 @@ def test_distillation_loss():
     ce = -np.sum(labels * np.log(softmax(student)), axis=1)
     np.testing.assert_allclose(mixed, (1 - alpha) * ce + alpha * temperature**2 * kl, rtol=1e-5)
     # The soft term vanishes when the student copies the teacher.
-    copy = compress._loss(temperature, 1.0, distill=True)(y, teacher).numpy()
+    copy = distillation_loss(temperature, 1.0, distill=True)(y, teacher).numpy()
     np.testing.assert_allclose(copy, 0.0, atol=1e-5)
 
 

@@ -48,7 +48,7 @@ HGQ_RECIPE = {
 def hgq_run(tmp_path_factory) -> Path:
     """An HGQ student trained end to end on toy jets (train_and_compress), distilled and
     started from its float twin."""
-    from trigger.compress import train_and_compress
+    from trigger.training.stage import train_and_compress
 
     work = tmp_path_factory.mktemp("hgq")
     data = write_synthetic_file(work / "toy.h5", 200)

@@ -127,9 +127,9 @@ def test_default_recipe_testbench_proves_exactness(pipeline, tmp_path) -> None:
 
 @pytest.mark.slow
 def test_second_recipe_firmware_is_bit_exact_on_every_real_jet(real_jets, tmp_path) -> None:
-    from trigger.compress import train_and_compress
     from trigger.config import load_recipe
     from trigger.hls import emit_hls
+    from trigger.training.stage import train_and_compress
 
     recipe = load_recipe(write_recipe(tmp_path / "second.yaml", real_jets, SECOND))
     run_dir = train_and_compress(recipe, real_jets, tmp_path / "runs" / "second", verbose=0,

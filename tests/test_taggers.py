@@ -122,9 +122,9 @@ def test_transformer_teacher_is_permutation_invariant_and_round_trips(tmp_path):
     out = teacher.predict(x, verbose=0)
     # Float attention sums in a different order after a permutation: equal to rounding.
     np.testing.assert_allclose(teacher.predict(permuted, verbose=0), out, rtol=1e-4, atol=1e-5)
-    from trigger.compress import _save_h5
+    from trigger.training.fit import save_h5
 
-    _save_h5(teacher, tmp_path / "teacher.h5")
+    save_h5(teacher, tmp_path / "teacher.h5")
     loaded = taggers.load_model(tmp_path / "teacher.h5")
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), out)
 
@@ -190,9 +190,9 @@ def test_save_and_load_round_trip(tmp_path):
     model = taggers.build_student(recipe_from_dict({}), N_FEATURES)
     _randomise(model)
     path = tmp_path / "student.h5"
-    from trigger.compress import _save_h5
+    from trigger.training.fit import save_h5
 
-    _save_h5(model, path)
+    save_h5(model, path)
     loaded = taggers.load_model(path)
     assert _names_and_types(loaded) == _names_and_types(model)
     x = np.random.default_rng(2).normal(0, 1, (16, 16, N_FEATURES)).astype(np.float32)
@@ -286,9 +286,9 @@ def test_quantized_context_is_permutation_invariant_and_round_trips(tmp_path):
     model = taggers.build_student(_context_recipe(), N_FEATURES)
     _randomise(model)
     assert_permutation_invariant(model)
-    from trigger.compress import _save_h5
+    from trigger.training.fit import save_h5
 
-    _save_h5(model, tmp_path / "student.h5")
+    save_h5(model, tmp_path / "student.h5")
     loaded = taggers.load_model(tmp_path / "student.h5")
     assert _names_and_types(loaded) == _names_and_types(model)
     x = _jets_with_padding(16, 16, np.random.default_rng(2))
@@ -298,12 +298,12 @@ def test_quantized_context_is_permutation_invariant_and_round_trips(tmp_path):
 def test_context_dense_layers_are_pruned_like_phi():
     import tensorflow_model_optimization as tfmot
 
-    from trigger import compress
+    from trigger.training import pruning
 
     model = taggers.build_student(_context_recipe(context_blocks=2), N_FEATURES)
-    kernel_shapes = [k.shape for k in compress.prunable_kernels(model)]
+    kernel_shapes = [k.shape for k in pruning.prunable_kernels(model)]
     assert (8, 8) in kernel_shapes and (6, 6) in kernel_shapes  # context_0, context_1
     schedule = tfmot.sparsity.keras.ConstantSparsity(0.5, 0)
-    wrapped = compress._wrap_for_pruning(model, schedule)
+    wrapped = pruning.wrap_for_pruning(model, schedule)
     pruned = {layer.name for layer in wrapped.layers if hasattr(layer, "pruning_vars")}
     assert {"prune_low_magnitude_context_0", "prune_low_magnitude_context_1"} <= pruned

@@ -297,6 +297,32 @@ class DistillationConfig(Strict):
     # Weight of the soft (teacher) loss; the hard-label loss gets 1 - alpha.
     alpha: Fraction = 0.7
     """Weight of the soft (teacher) loss; the hard-label loss gets 1 - alpha."""
+    # Empty by default: the teacher's logits on the fixed jets, computed once, until
+    # scripts/bench_distill.py on a full data file measures what the reflections buy. Why these
+    # two symmetries and no rotation or candidate dropout: docs/design.md.
+    augment: tuple[Literal["reflect_eta", "reflect_phi"], ...] = ()
+    """Symmetries drawn per training jet and epoch (each with probability 1/2), applied to
+    the L1 words (eta or phi words of candidates and jet negated) before the input stage;
+    teacher and student see the same mirrored jet in the same step (the teacher's logits on
+    each training jet's mirror images are computed once: up to 4 teacher passes)."""
+    epochs: Epochs | None = None
+    """Most epochs of the distilled student (`training.epochs` when unset; a student matching
+    a teacher can improve for many more epochs than one fitting labels, arXiv:2106.05237)."""
+    patience: PositiveInt | None = None
+    """Epochs without improvement of the validation loss (labels + KL to the teacher) before
+    the distilled student stops (`training.patience` when unset)."""
+    extra_data: str | None = None
+    """A file of extra jets (hls4ml layout; its labels unused) the distilled student learns
+    from the teacher's logits alone: their label loss is zero. Never the training data file,
+    whose validation and test jets would leak into training; the run records it by content."""
+
+    @field_validator("augment")
+    @classmethod
+    def _each_once(cls, augment: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(augment)) != len(augment):
+            msg = f"distillation.augment names a symmetry twice: {list(augment)}"
+            raise ValueError(msg)
+        return augment
 
 
 class TrainingConfig(Strict):

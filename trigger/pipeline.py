@@ -47,8 +47,8 @@ def ensure_data(
 
 
 def run_pipeline(recipe: Recipe, workers: int = 2, log: Log = print) -> Validation:
-    from trigger.compress import train_and_compress, train_sources
     from trigger.hls.stage import emit_hls, emit_sources
+    from trigger.training.stage import train_and_compress, train_sources
     from trigger.validation.stage import current_report, validate
 
     layout = Layout.for_recipe(recipe)

@@ -53,7 +53,7 @@ def train_and_compress_cmd(
 
     # Before TensorFlow loads: hide its C++ start-up noise (CUDA/TensorRT factory messages).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from trigger.compress import train_and_compress  # TensorFlow: imported only when run
+    from trigger.training.stage import train_and_compress  # TensorFlow: imported only when run
 
     train_and_compress(recipe, data_path, out_dir, verbose=2, log=click.echo, replace=force)
     _print_metrics(out_dir)

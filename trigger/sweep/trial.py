@@ -48,8 +48,8 @@ def run_trial(task: TrialTask) -> dict[str, Any]:
         return json.loads(figures_file.read_text())
     _one_thread()
     from trigger.artifacts import TRAIN, current
-    from trigger.compress import train_and_compress, train_sources
     from trigger.config import load_recipe
+    from trigger.training.stage import train_and_compress, train_sources
 
     recipe = load_recipe(task.recipe, task.overrides)
     run_dir = task.directory / "run"
