@@ -384,6 +384,46 @@ def test_a_failed_exactness_check_exits_1_and_keeps_the_firmware_out_of_use(
     assert done.stderr.count("\n") == 1 and not (tmp_path / "p.h5").exists()
 
 
+@pytest.mark.slow
+def test_an_rtl_mismatch_exits_1_and_keeps_the_rtl_for_inspection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When `--rtl`'s simulation differs from the reference, emit-hls still completes and seals
+    the directory with rtl/hardware.json in it, records the failed check in emulation.json and
+    raises CheckFailed naming it; the firmware is then refused downstream. (The simulation is
+    replaced by one that reports a mismatch: the real one is bit-exact on every model here.)"""
+    import json
+
+    import trigger.rtl
+    from trigger.artifacts import EMIT, open_artifact
+    from trigger.errors import CheckFailed
+    from trigger.hls.stage import require_proven
+    from trigger.io import write_json
+
+    def mismatching_rtl(model: Any, stage: Any, out_dir: Path, *args: Any, **kwargs: Any):
+        out_dir.mkdir(parents=True)
+        bit_exact = {"jets": 10, "reference": "keras-float32", "bit_exact_fraction": 0.7}
+        write_json(out_dir / "hardware.json", {"bit_exact": bit_exact})
+        msg = f"{out_dir}: RTL simulation differs from the student on 3 of 10 jets"
+        raise CheckFailed(msg)
+
+    monkeypatch.setattr(trigger.rtl, "check_tools", lambda: None)
+    monkeypatch.setattr(trigger.rtl, "emit_rtl", mismatching_rtl)
+    with pytest.raises(CheckFailed) as info:
+        _emit_own(build(MODELS[0]), MODELS[0].stage, tmp_path, "fw", jets_per_class=20, rtl=True)
+    message = str(info.value)
+    assert "\n" not in message and "RTL simulation (fraction 0.7 of 10 jets" in message
+    open_artifact(tmp_path / "fw", EMIT)  # complete and sealed
+    assert (tmp_path / "fw" / "rtl" / "hardware.json").is_file()
+    emulation = json.loads((tmp_path / "fw" / "emulation.json").read_text())
+    assert emulation["bit_exact_fraction"] == 1.0 and emulation["testbench"]["exit_code"] == 0
+    assert emulation["failed_checks"] == [
+        "RTL simulation (fraction 0.7 of 10 jets, rtl/hardware.json)"
+    ]
+    with pytest.raises(CheckFailed, match="RTL simulation"):
+        require_proven(tmp_path / "fw")
+
+
 def test_values_wider_than_a_double_are_refused_before_compiling(tmp_path: Path) -> None:
     from trigger.config import FirmwareConfig
     from trigger.hls.fast import fast_emulator

@@ -28,9 +28,10 @@ firmware/NAME/ after the stage:
 
 The directory is built under a temporary name and renamed when complete; each project's
 hls4ml_config.yml names the final directory, so hls4ml's `link_existing_project` opens it.
-When an exactness check fails (emulator or testbench against the reference), the directory is
-still completed and sealed, for inspection, and emit-hls raises `CheckFailed` (exit 1);
-`require_proven` then refuses it to `validate` and `emulate` until emit-hls succeeds there.
+When an exactness check fails (emulator, testbench or `--rtl`'s Verilator simulation against the
+reference), the directory is still completed and sealed, for inspection, and emit-hls raises
+`CheckFailed` (exit 1); `require_proven` then refuses it to `validate` and `emulate` until
+emit-hls succeeds there.
 """
 
 from __future__ import annotations
@@ -204,6 +205,12 @@ def failed_checks(emulation: dict[str, Any]) -> list[str]:
     testbench = emulation.get("testbench", {})
     if testbench.get("exit_code") != 0:
         failed.append(f"testbench ({testbench.get('printed') or 'no verdict'})")
+    rtl = emulation.get("rtl")
+    if rtl is not None and rtl.get("bit_exact_fraction") != 1.0:
+        failed.append(
+            f"RTL simulation (fraction {rtl.get('bit_exact_fraction')} of {rtl.get('jets')} "
+            "jets, rtl/hardware.json)"
+        )
     return failed
 
 
@@ -493,8 +500,17 @@ def _write_firmware(
         say("emit-hls: the exactness checks failed: no --rtl or --synth on this firmware")
         rtl = synth = False
     if rtl:
-        emit_rtl(student, stage, tmp / "rtl", firmware, jets.words, hls_emulated=emulated,
-                 reference=(expected, reference), log=say)  # fmt: skip
+        try:
+            emit_rtl(student, stage, tmp / "rtl", firmware, jets.words, hls_emulated=emulated,
+                     reference=(expected, reference), log=say)  # fmt: skip
+        except CheckFailed:
+            # Sealed like the other failed checks, with rtl/ kept for inspection.
+            hardware = json.loads((tmp / "rtl" / "hardware.json").read_text())
+            result["rtl"] = hardware["bit_exact"]
+            result["failed_checks"] = failed_checks(result)
+            write_json(tmp / "emulation.json", result)
+            say(f"emit-hls: {result['failed_checks'][-1]} failed: no --synth on this firmware")
+            synth = False
     if synth:
         for project in projects:
             say(f"emit-hls: synthesising {project.relative_to(tmp).as_posix()}")
