@@ -10,6 +10,7 @@ Most cases use one tiny `trigger run` over toy jets, copied into each test that 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -252,9 +253,17 @@ def _running(pid: int) -> bool:
     return state != "Z"
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C reaches a foreground command: undo the SIGINT-ignoring a test run started in the
+    background (`make test &`) passes on to its children."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_generation(work: Path) -> subprocess.Popen:
     args = ["data", "generate", "--out", "x.h5", "--jets-per-class", "100000", "--workers", "2"]
-    process = subprocess.Popen([TRIGGER, *args], cwd=work, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [TRIGGER, *args], cwd=work, stderr=subprocess.DEVNULL, preexec_fn=_as_in_a_terminal
+    )
     deadline = time.monotonic() + 120
     while len(_children(process.pid)) < 2 or not list(work.glob("x.h5.shards/settings.json")):
         assert process.poll() is None and time.monotonic() < deadline
@@ -279,13 +288,19 @@ def test_a_second_generation_into_the_same_file_is_refused(tmp_path: Path) -> No
 def test_a_signal_stops_generation_and_all_its_workers(tmp_path: Path, sent, code) -> None:
     process = _start_generation(tmp_path)
     children = _children(process.pid)
-    process.send_signal(sent)
-    assert process.wait(timeout=180) == code  # 1 would read as a failed gate
-    deadline = time.monotonic() + 30
-    while any(_running(pid) for pid in children):
-        assert time.monotonic() < deadline, [p for p in children if _running(p)]
-        time.sleep(0.1)
-    assert not (tmp_path / "x.h5").exists()
+    try:
+        process.send_signal(sent)
+        assert process.wait(timeout=180) == code  # 1 would read as a failed gate
+        deadline = time.monotonic() + 30
+        while any(_running(pid) for pid in children):
+            assert time.monotonic() < deadline, [p for p in children if _running(p)]
+            time.sleep(0.1)
+        assert not (tmp_path / "x.h5").exists()
+    finally:  # a failed check leaves no generation running
+        for pid in [process.pid, *children]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
 
 
 # --- 6. one line, never a traceback --------------------------------------------------------
