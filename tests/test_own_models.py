@@ -97,16 +97,22 @@ def build(hand: Hand, seed: int = 0) -> Any:
     x = dense(5, "logits")(x)
     out = "quantized_bits(12,5,alpha=1)" if hand.strings else quantized_bits(12, 5, alpha=1)
     model = tf.keras.Model(inputs, QActivation(out, name="scores")(x))
+    spread_weights(model, seed, bias=hand.bias, sparse=hand.sparse)
+    return model
+
+
+def spread_weights(model: Any, seed: int, bias: bool = True, sparse: bool = False) -> None:
+    """Kernels 1.5 times their initial values (outputs reach the formats' edges), biases
+    uniform in [-1, 1) when `bias`, and half of each kernel zeroed when `sparse`."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if type(layer).__name__ == "QDense":
             weights = [w * 1.5 for w in layer.get_weights()]
-            if hand.bias:
+            if bias:
                 weights[1] = rng.uniform(-1, 1, weights[1].shape).astype("float32")
-            if hand.sparse:
+            if sparse:
                 weights[0] = np.where(rng.random(weights[0].shape) < 0.5, 0, weights[0])
             layer.set_weights(weights)
-    return model
 
 
 def jets(hand: Hand, rng: np.random.Generator) -> np.ndarray:
@@ -533,11 +539,7 @@ def build_context(seed: int = 0, tile: str = "upsample") -> Any:
     x = QActivation(quantized_relu(7, 2), name="g0_relu")(dense(8, "g0")(x))
     x = QActivation(quantized_bits(12, 5, alpha=1), name="scores")(dense(5, "logits")(x))
     model = tf.keras.Model(inputs, x)
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if type(layer).__name__ == "QDense":
-            kernel, bias = layer.get_weights()
-            layer.set_weights([kernel * 1.5, rng.uniform(-1, 1, bias.shape).astype("float32")])
+    spread_weights(model, seed)
     return model
 
 
