@@ -303,6 +303,35 @@ def test_a_signal_stops_generation_and_all_its_workers(tmp_path: Path, sent, cod
         process.wait()
 
 
+# The garbage collector runs a weakref callback when the signal arrives: Python drops any
+# exception raised there, so the exit must be raised again once the callback returns.
+_SIGTERM_INSIDE_A_WEAKREF_CALLBACK = """
+import os, signal, time, weakref
+from trigger.cli import stop_on_sigterm
+
+class Thing:
+    pass
+
+def callback(_ref):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(1)
+
+stop_on_sigterm()
+thing = Thing()
+ref = weakref.ref(thing, callback)
+del thing
+time.sleep(5)
+print("still running")
+"""
+
+
+def test_a_sigterm_during_garbage_collection_still_stops_the_command() -> None:
+    done = subprocess.run([sys.executable, "-c", _SIGTERM_INSIDE_A_WEAKREF_CALLBACK],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 143, done.stderr
+    assert done.stdout == "" and "Exception ignored" not in done.stderr, done.stderr
+
+
 # --- 6. one line, never a traceback --------------------------------------------------------
 
 

@@ -55,8 +55,29 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT, prefix: str = "trigger: erro
     sys.exit(code)
 
 
-def _exit_on_sigterm(signum: int, _frame: object) -> None:
-    sys.exit(128 + signum)
+class _Terminated(SystemExit):
+    """The SystemExit a SIGTERM raises, told apart from any other."""
+
+
+def _exit_terminated(_signum: int, _frame: object) -> None:
+    raise _Terminated(128 + signal.SIGTERM)
+
+
+def _redeliver_a_swallowed_sigterm(unraisable: sys.UnraisableHookArgs) -> None:
+    # Python cannot raise out of a weakref callback or a __del__: should SIGTERM arrive while
+    # the garbage collector runs one, the exit would be dropped and the command run on. A timer
+    # raises it again a moment later, after the collector is done.
+    if isinstance(unraisable.exc_value, _Terminated):
+        signal.signal(signal.SIGALRM, _exit_terminated)
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+    else:
+        sys.__unraisablehook__(unraisable)
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM unwind the command like Ctrl-C (finally blocks run) and exit 143."""
+    signal.signal(signal.SIGTERM, _exit_terminated)
+    sys.unraisablehook = _redeliver_a_swallowed_sigterm
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -105,5 +126,5 @@ _register()
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    stop_on_sigterm()
     cli()
