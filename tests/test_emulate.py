@@ -261,11 +261,10 @@ def test_sigterm_stops_the_compilers_at_once(tmp_path: Path) -> None:
     for source in sources:
         source.write_text("int f() { return 0; }\n")
     script = f"""
-        import signal
         from pathlib import Path
-        from trigger.cli import _exit_on_sigterm
+        from trigger.cli import stop_on_sigterm
         from trigger.hls.emulator import compile_project
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)  # as the trigger command does
+        stop_on_sigterm()  # as the trigger command does
         sources = [Path(p) for p in {[str(s) for s in sources]!r}]
         compile_project(Path({str(tmp_path)!r}), sources, Path({str(tmp_path / "lib.so")!r}),
                         shared=True)
