@@ -92,7 +92,7 @@ class Built:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Built:
-    """Trace, write, verilate, simulate and synthesise the small Deep Sets once."""
+    """Trace, write, verilate and simulate the small Deep Sets with every feature once."""
     if MISSING:
         pytest.skip(f"{', '.join(MISSING)} not on PATH (apt-get install yosys verilator)")
     from trigger.rtl import emit_rtl
@@ -105,10 +105,44 @@ def built(tmp_path_factory) -> Built:
     previous = Path.cwd()
     os.chdir(base)
     try:  # a relative output directory, as the CLI passes it
-        figures = emit_rtl(model, stage, Path("rtl"), recipe.firmware, words)
+        figures = emit_rtl(model, stage, Path("rtl"), recipe.firmware, words, yosys=False)
     finally:
         os.chdir(previous)
     return Built(model, stage, recipe, figures, base / "rtl", words)
+
+
+@dataclass
+class Emitted:
+    recipe: Any
+    firmware: Path
+
+
+@pytest.fixture(scope="module")
+def emitted(tmp_path_factory) -> Emitted:
+    """`emit-hls --rtl` of a small random student: Verilator and Yosys on the whole path, and
+    Yosys on the input stage alone. Without the principal-axis frame, whose Verilog `built`
+    proves: Yosys minutes less."""
+    if MISSING:
+        pytest.skip(f"{', '.join(MISSING)} not on PATH (apt-get install yosys verilator)")
+    from tests.conftest import write_synthetic_file
+    from tests.test_hls import _save
+    from trigger.artifacts import TRAIN, seal
+    from trigger.config import save_recipe
+    from trigger.data.loader import load_dataset
+    from trigger.hls import emit_hls
+
+    base = tmp_path_factory.mktemp("emitted")
+    recipe = small_recipe(features=["pt", "deta", "dphi", "count"])
+    data = write_synthetic_file(base / "toy.h5", 200, seed=3)
+    recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"path": str(data)})})
+    run = base / "runs" / "toy"
+    run.mkdir(parents=True)
+    _save(random_student(recipe), run / "student.h5")
+    _save(random_float(recipe), run / "float.h5")
+    save_recipe(recipe, run / "recipe.yaml")
+    load_dataset(recipe.data, recipe.quantization.input).input_stage.save(run / "input_stage.json")
+    seal(run, TRAIN, {})
+    return Emitted(recipe, emit_hls(run, base / "firmware" / "toy", rtl=True))
 
 
 @pytest.mark.slow
@@ -179,15 +213,15 @@ def test_rtl_is_permutation_invariant(built: Built) -> None:
 
 @pytest.mark.slow
 @needs_tools
-def test_hardware_json_has_the_documented_keys(built: Built) -> None:
+def test_hardware_json_has_the_documented_keys(emitted: Emitted) -> None:
     from trigger.rtl import SOURCE
     from trigger.validation.hardware import HARDWARE_KEYS, from_reports
 
-    written = json.loads((built.project / "hardware.json").read_text())
+    written = json.loads((emitted.firmware / "rtl" / "hardware.json").read_text())
     assert written["source"] == SOURCE
     for key in HARDWARE_KEYS:
         assert isinstance(written[key], int | float), key
-    assert written["latency_ns"] == written["latency_cycles"] * built.recipe.firmware.clock_period
+    assert written["latency_ns"] == written["latency_cycles"] * emitted.recipe.firmware.clock_period
     tools = written["tools"]
     assert set(tools) == {"da4ml", "verilator", "yosys"}
     assert written["lut"] == tools["yosys"]["lut"] > 0
@@ -199,13 +233,15 @@ def test_hardware_json_has_the_documented_keys(built: Built) -> None:
     assert 0 < alone["lut"] < written["lut"] and 0 < alone["ff"] < written["ff"]
     assert 0 < alone["latency_cycles"] < written["latency_cycles"]
     # validation reads it from the firmware directory (figures in firmware/NAME/rtl/).
-    found = from_reports(built.project.parent)
+    found = from_reports(emitted.firmware)
     assert found is not None and found["source"] == SOURCE and found["lut"] == written["lut"]
 
 
 @pytest.mark.slow
 @needs_tools
-def test_per_stage_yosys_counts_the_same_design_and_resumes(built: Built) -> None:
+def test_per_stage_yosys_counts_the_same_design_and_resumes(
+    emitted: Emitted, tmp_path: Path
+) -> None:
     """Each pipeline stage mapped alone, then the registers around them: close to the
     flattened count (no optimisation across a stage boundary, registers as in flat); a second
     call reuses the stages' results, and a changed stage alone is synthesized again. On the
@@ -214,9 +250,9 @@ def test_per_stage_yosys_counts_the_same_design_and_resumes(built: Built) -> Non
 
     from trigger.rtl import synth
 
-    project = built.project.parent / "per_stage_copy"
-    sh.copytree(built.project / "input_stage" / "src", project / "src")
-    flat = built.figures["input_stage"]
+    project = tmp_path / "per_stage_copy"
+    sh.copytree(emitted.firmware / "rtl" / "input_stage" / "src", project / "src")
+    flat = json.loads((emitted.firmware / "rtl" / "hardware.json").read_text())["input_stage"]
     counted = synth.synthesize(project, "per_stage")
     assert counted["mode"] == "per_stage"
     assert 0.85 * flat["ff"] <= counted["ff"] <= 1.15 * flat["ff"]
@@ -329,31 +365,14 @@ def test_estimates_of_both_models_are_labelled_and_read_by_validate(tmp_path: Pa
 
 @pytest.mark.slow
 @needs_tools
-def test_emit_hls_rtl_gives_validate_both_models(tmp_path: Path) -> None:
+def test_emit_hls_rtl_gives_validate_both_models(emitted: Emitted) -> None:
     """`emit-hls --rtl` end to end: student measured and estimated, float reference estimated,
-    where validate looks for them, and the Verilog equal to the hls4ml emulator. Without the
-    principal-axis frame, whose Verilog `built` proves: Yosys minutes less."""
-    from tests.conftest import write_synthetic_file
-    from tests.test_hls import _save
-    from trigger.artifacts import TRAIN, seal
-    from trigger.config import save_recipe
-    from trigger.data.loader import load_dataset
-    from trigger.hls import emit_hls
+    where validate looks for them, and the Verilog equal to the hls4ml emulator."""
     from trigger.hls.stage import FLOAT_REFERENCE_DIR
     from trigger.rtl import ESTIMATE_SOURCE, SOURCE
     from trigger.validation.hardware import from_reports, read_estimate
 
-    recipe = small_recipe(features=["pt", "deta", "dphi", "dr2", "count"])
-    data = write_synthetic_file(tmp_path / "toy.h5", 200, seed=3)
-    recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"path": str(data)})})
-    run = tmp_path / "runs" / "toy"
-    run.mkdir(parents=True)
-    _save(random_student(recipe), run / "student.h5")
-    _save(random_float(recipe), run / "float.h5")
-    save_recipe(recipe, run / "recipe.yaml")
-    load_dataset(recipe.data, recipe.quantization.input).input_stage.save(run / "input_stage.json")
-    seal(run, TRAIN, {})
-    out = emit_hls(run, tmp_path / "firmware" / "toy", rtl=True)
+    out = emitted.firmware
     student, reference = from_reports(out), read_estimate(out / FLOAT_REFERENCE_DIR)
     assert student is not None and from_reports(out / FLOAT_REFERENCE_DIR) is None
     assert student["source"] == SOURCE and student["model"] == "student"
