@@ -208,9 +208,16 @@ def test_run_retrains_a_run_whose_student_was_deleted(work: Path) -> None:
 
 @pytest.mark.slow
 def test_validate_refuses_firmware_emitted_from_another_run(work: Path) -> None:
-    other = ("--out", "runs/other", "--set", "training.seed=8")
-    assert trigger("train-and-compress", "tiny.yaml", *other, cwd=work).returncode == 0
-    assert trigger("emit-hls", "runs/other", "--out", "firmware/other", cwd=work).returncode == 0
+    # Another run (its student differs) and firmware emitted from it, as train-and-compress and
+    # emit-hls would leave them, without training again.
+    other_run, other_firmware = work / "runs/other", work / "firmware/other"
+    shutil.copytree(work / "runs/tiny", other_run)
+    run = open_artifact(other_run, TRAIN)
+    with (other_run / "student.h5").open("ab") as student:
+        student.write(b"\0")
+    run = seal(other_run, TRAIN, run.sources)
+    shutil.copytree(work / "firmware/tiny", other_firmware)
+    seal(other_firmware, EMIT, {**open_artifact(other_firmware, EMIT).sources, "run": run.identity})
     result = trigger("validate", "runs/tiny", "--firmware", "firmware/other", "--out", "v",
                      cwd=work)  # fmt: skip
     assert_one_line_error(result, "firmware/other was made from another run", "runs/tiny")
@@ -442,15 +449,15 @@ def test_emitted_project_opens_with_hls4ml(work: Path) -> None:
     from trigger.inputs import InputStage, random_words
     from trigger.taggers import load_model, predict
 
-    assert trigger("emit-hls", "runs/tiny", "--out", "fw", cwd=work).returncode == 0
+    firmware = work / "firmware/tiny"  # as `trigger run` emitted it
     words = random_words(64, 8, np.random.default_rng(0))
-    x = InputStage.load(work / "fw" / "input_stage.json").apply_words(words)
-    linked = hls4ml.converters.link_existing_project(str(work / "fw"))
+    x = InputStage.load(firmware / "input_stage.json").apply_words(words)
+    linked = hls4ml.converters.link_existing_project(str(firmware))
     linked.compile()  # hls4ml's own bridge runs the network part: features in
-    emulated = emulate(work / "fw", words)
+    emulated = emulate(firmware, words)
     np.testing.assert_array_equal(linked.predict(x).reshape(len(x), -1), emulated)
     np.testing.assert_array_equal(emulated, predict(load_model(work / "runs/tiny/student.h5"), x))
-    linked = hls4ml.converters.link_existing_project(str(work / "fw/float_reference"))
+    linked = hls4ml.converters.link_existing_project(str(firmware / "float_reference"))
     linked.compile()
     assert np.isfinite(linked.predict(x)).all()
 
