@@ -248,16 +248,27 @@ class ArchitectureConfig(Strict):
 
 class PruningConfig(Strict):
     enabled: bool = True
-    """Magnitude pruning of the hidden dense kernels (tfmot)."""
+    """Pruning of the hidden dense kernels, each layer to `target_sparsity`."""
+    method: Literal["magnitude", "lottery"] = "magnitude"
+    """`magnitude`: one training, the sparsity ramped up during it (tfmot). `lottery`:
+    iterative magnitude pruning with rewinding (arXiv:1912.05671): train, prune the smallest
+    surviving weights, reset the survivors to their values after `rewind_epoch` epochs, train
+    again; `rounds` times, each round pruning the same fraction of the survivors."""
     target_sparsity: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
-    """Fraction of those weights set to zero at the end of the ramp."""
+    """Fraction of each layer's weights set to zero in the end."""
+    rounds: Annotated[int, StrictType(), Field(gt=0, le=50)] = 3
+    """`lottery`: pruning rounds; each prunes 1 - (1 - target_sparsity)^(1/rounds) of the
+    weights that survived the round before."""
+    rewind_epoch: Annotated[int, StrictType(), Field(ge=0)] = 1
+    """`lottery`: survivors restart from their values after this many epochs of the first,
+    dense training (0: from initialisation); every round retrains from that epoch on."""
     # Fractions of the total training steps: ramp the sparsity polynomially between them.
     begin: Fraction = 0.1
-    """Start of the sparsity ramp, as a fraction of all training steps."""
+    """`magnitude`: start of the sparsity ramp, as a fraction of all training steps."""
     end: Fraction = 0.7
-    """End of the sparsity ramp, as a fraction of all training steps."""
+    """`magnitude`: end of the sparsity ramp, as a fraction of all training steps."""
     frequency: PositiveInt = 50
-    """Steps between mask updates."""
+    """`magnitude`: steps between mask updates."""
 
 
 class TeacherConfig(Strict):
@@ -422,7 +433,7 @@ class Recipe(Strict):
     quantization: QuantizationConfig = QuantizationConfig()
     """QKeras formats of the student."""
     pruning: PruningConfig = PruningConfig()
-    """Magnitude pruning of the student."""
+    """Pruning of the student: magnitude (one training) or lottery rounds with rewinding."""
     distillation: DistillationConfig = DistillationConfig()
     """Knowledge distillation from a float teacher."""
     training: TrainingConfig = TrainingConfig()
@@ -461,6 +472,18 @@ class Recipe(Strict):
             raise ValueError(msg)
         if self.quantization.method == "hgq" and not self.quantization.enabled:
             msg = "quantization.method hgq needs quantization.enabled: true"
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _lottery_rewinds_within_training(self) -> Recipe:
+        p, d = self.pruning, self.distillation
+        epochs = (d.enabled and d.epochs) or self.training.epochs
+        if p.enabled and p.method == "lottery" and p.rewind_epoch >= epochs:
+            msg = (
+                f"pruning.rewind_epoch {p.rewind_epoch} is not before the end of the student's "
+                f"training ({epochs} epochs): rewind to an earlier epoch"
+            )
             raise ValueError(msg)
         return self
 

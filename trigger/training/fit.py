@@ -102,12 +102,15 @@ def fit(
     loss: Callable | None = None,
     callbacks: list | None = None,
     monitor_from_epoch: int = 0,
+    initial_epoch: int = 0,
 ) -> dict[str, list[float]]:
     """Compile and fit on (x, y, weight) arrays, or on `Batches` that yield them batch by batch
     (`ConsistentBatches`); early stopping on the validation loss.
 
     Early stopping only watches epochs from `monitor_from_epoch` on (the end of the pruning
     ramp), so it can neither stop nor rewind to a model that is not yet fully pruned.
+    `initial_epoch` > 0 resumes a training at that epoch: the learning-rate schedule goes on
+    from there (a lottery round retraining from its rewind point).
     """
     import tensorflow as tf
 
@@ -129,6 +132,7 @@ def fit(
         loss=loss or distillation_loss(1.0, 0.0, distill=False),
         weighted_metrics=[labelled_accuracy()],
     )
+    optimizer.iterations.assign(initial_epoch * batches)
     stop = tf.keras.callbacks.EarlyStopping(
         monitor="val_loss",
         patience=settings.patience,
@@ -144,6 +148,7 @@ def fit(
         **data,
         validation_data=validation,
         epochs=settings.epochs,
+        initial_epoch=initial_epoch,
         callbacks=[*(callbacks or []), stop],
         verbose=settings.verbose,
     )

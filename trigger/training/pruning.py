@@ -1,13 +1,15 @@
-"""Magnitude pruning: which layers, the ramp schedule, wrapping and stripping, sparsity."""
+"""Pruning: which layers, sparsity; magnitude pruning's ramp schedule, wrapping and stripping;
+lottery rounds with rewinding and the masks that hold pruned weights at zero."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from trigger import taggers
-from trigger.config import Recipe
+from trigger.config import PruningConfig, Recipe
 from trigger.errors import TriggerError
 
 if TYPE_CHECKING:
@@ -20,13 +22,18 @@ if TYPE_CHECKING:
 PRUNED_LAYER_PREFIXES = ("phi_", "context_", "rho_", "dense_")
 
 
-def prunable_kernels(model: tf.keras.Model) -> list[np.ndarray]:
-    """Kernels of the layers pruning acts on (see PRUNED_LAYER_PREFIXES)."""
+def pruned_layers(model: tf.keras.Model) -> list:
+    """The layers pruning acts on (see PRUNED_LAYER_PREFIXES)."""
     return [
-        layer.get_weights()[0]
+        layer
         for layer in taggers.dense_layers(model)
         if layer.name.startswith(PRUNED_LAYER_PREFIXES)
     ]
+
+
+def prunable_kernels(model: tf.keras.Model) -> list[np.ndarray]:
+    """Kernels of the layers pruning acts on."""
+    return [layer.get_weights()[0] for layer in pruned_layers(model)]
 
 
 def sparsity(model: tf.keras.Model) -> float:
@@ -89,3 +96,84 @@ def strip_pruning(model: tf.keras.Model) -> tf.keras.Model:
         if isinstance(layer, pruning_wrapper.PruneLowMagnitude):
             layer.pruning_obj.weight_mask_op()
     return tfmot.sparsity.keras.strip_pruning(model)
+
+
+Masks = dict[str, np.ndarray]  # layer name -> 1 where a kernel weight survives, 0 where pruned
+# One training of a lottery: (model, epoch it starts at, epoch early stopping may act from,
+# extra callbacks) -> history.
+TrainRound = Callable[["tf.keras.Model", int, int, list], dict[str, list[float]]]
+
+
+def prune_smallest(kernel: np.ndarray, mask: np.ndarray, fraction: float) -> np.ndarray:
+    """The mask with `fraction` of the kernel pruned: what is pruned stays pruned, then the
+    survivors of smallest magnitude."""
+    magnitude = np.where(mask > 0, np.abs(kernel), -1.0).ravel()
+    order = np.argsort(magnitude, kind="stable")
+    pruned = max(round(fraction * kernel.size), int(np.sum(mask == 0)))
+    out = np.ones(kernel.size, dtype=np.float32)
+    out[order[:pruned]] = 0.0
+    return out.reshape(kernel.shape)
+
+
+def rewind(model: tf.keras.Model, weights: list[np.ndarray], masks: Masks) -> None:
+    """Every weight back to `weights`, then the pruned kernel weights to zero."""
+    model.set_weights(weights)
+    for layer in pruned_layers(model):
+        layer.kernel.assign(layer.kernel.numpy() * masks[layer.name])
+
+
+def _mask_keeper(model: tf.keras.Model, masks: Masks):
+    """A callback that zeroes the pruned weights after every step: the optimizer moves them,
+    the next step must not see them."""
+    import tensorflow as tf
+
+    pairs = [(layer.kernel, tf.constant(masks[layer.name])) for layer in pruned_layers(model)]
+
+    class KeepMasks(tf.keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            for kernel, mask in pairs:
+                kernel.assign(kernel * mask)
+
+    return KeepMasks()
+
+
+def _snapshot_at(epoch: int):
+    """A callback holding the model's weights after `epoch` epochs (0: before training)."""
+    import tensorflow as tf
+
+    class Snapshot(tf.keras.callbacks.Callback):
+        weights: list[np.ndarray] | None = None
+
+        def on_train_begin(self, logs=None):
+            if epoch == 0:
+                self.weights = self.model.get_weights()
+
+        def on_epoch_end(self, index, logs=None):
+            if index + 1 == epoch:
+                self.weights = self.model.get_weights()
+
+    return Snapshot()
+
+
+def train_lottery(
+    model: tf.keras.Model, train_round: TrainRound, pruning: PruningConfig
+) -> dict[str, list[float]]:
+    """Iterative magnitude pruning with rewinding: a dense training, then `pruning.rounds`
+    times: prune a fixed fraction of each layer's survivors, rewind them to their weights
+    after `pruning.rewind_epoch` epochs, retrain from that epoch with the pruned weights held
+    at zero. Returns the last round's history; `model` ends at `pruning.target_sparsity`."""
+    snapshot = _snapshot_at(pruning.rewind_epoch)
+    # Early stopping may not end the dense training before the rewind point.
+    train_round(model, 0, pruning.rewind_epoch, [snapshot])
+    start = snapshot.weights
+    masks = {layer.name: np.ones(layer.kernel.shape, np.float32) for layer in pruned_layers(model)}
+    survive = (1.0 - pruning.target_sparsity) ** (1.0 / pruning.rounds)
+    history: dict[str, list[float]] = {}
+    for round_ in range(1, pruning.rounds + 1):
+        fraction = pruning.target_sparsity if round_ == pruning.rounds else 1 - survive**round_
+        kernels = {layer.name: layer.kernel.numpy() for layer in pruned_layers(model)}
+        masks = {name: prune_smallest(kernels[name], masks[name], fraction) for name in masks}
+        rewind(model, start, masks)
+        keeper = _mask_keeper(model, masks)
+        history = train_round(model, pruning.rewind_epoch, pruning.rewind_epoch, [keeper])
+    return history

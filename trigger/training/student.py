@@ -23,7 +23,13 @@ from trigger.training.fit import (
     seed_everything,
     training_settings,
 )
-from trigger.training.pruning import pruning_schedule, sparsity, strip_pruning, wrap_for_pruning
+from trigger.training.pruning import (
+    pruning_schedule,
+    sparsity,
+    strip_pruning,
+    train_lottery,
+    wrap_for_pruning,
+)
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -68,7 +74,9 @@ def train_student(
         taggers.copy_dense_weights(float_reference, model)
     callbacks: list = taggers.hgq.training_callbacks(recipe, settings.epochs) if hgq else []
     monitor_from = 0
-    if recipe.pruning.enabled:
+    p = recipe.pruning
+    magnitude = p.enabled and p.method == "magnitude"
+    if magnitude:
         import tensorflow_model_optimization as tfmot
 
         steps_per_epoch = math.ceil(len(data.train) / settings.batch_size)
@@ -76,18 +84,21 @@ def train_student(
         model = wrap_for_pruning(model, schedule)
         callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
     d = recipe.distillation
-    history = fit(
-        model,
-        *_fitting_data(recipe, data, teacher if distill else None, settings),
-        settings,
-        loss=distillation_loss(d.temperature, d.alpha, distill),
-        callbacks=callbacks,
-        monitor_from_epoch=monitor_from,
-    )
+    fitting = _fitting_data(recipe, data, teacher if distill else None, settings)
+    loss = distillation_loss(d.temperature, d.alpha, distill)
+
+    def train_round(model, initial_epoch: int, monitor_from: int, extra: list) -> dict:
+        return fit(model, *fitting, settings, loss=loss, callbacks=[*callbacks, *extra],
+                   monitor_from_epoch=monitor_from, initial_epoch=initial_epoch)  # fmt: skip
+
+    if p.enabled and p.method == "lottery":
+        history = train_lottery(model, train_round, p)
+    else:
+        history = train_round(model, 0, monitor_from, [])
     if hgq:
         proxy, bits = taggers.hgq.to_firmware_model(model, data.train.x)
         return Trained(proxy, history, bits)
-    if recipe.pruning.enabled:
+    if magnitude:
         model = strip_pruning(model)
     taggers.quantize_weights_in_place(model)
     return Trained(model, history)

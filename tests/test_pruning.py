@@ -1,0 +1,140 @@
+"""Lottery pruning: masks that only grow, survivors rewound exactly, zeros that stay zero."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trigger.config import recipe_from_dict
+from trigger.data.loader import load_dataset
+from trigger.errors import TriggerError
+
+tf = pytest.importorskip("tensorflow")
+pytest.importorskip("qkeras")
+
+from trigger import taggers  # noqa: E402
+from trigger.training.distill import Teacher  # noqa: E402
+from trigger.training.fit import arrays, fit, seed_everything, training_settings  # noqa: E402
+from trigger.training.pruning import (  # noqa: E402
+    prune_smallest,
+    pruned_layers,
+    sparsity,
+    train_lottery,
+)
+from trigger.training.student import train_student  # noqa: E402
+
+LOTTERY = {"method": "lottery", "target_sparsity": 0.75, "rounds": 2, "rewind_epoch": 1}
+
+
+def _recipe(**sections):
+    tree = {
+        "training": {"epochs": 3, "batch_size": 64, "learning_rate": 0.01, "patience": 3},
+        "distillation": {"enabled": False},
+        "pruning": LOTTERY,
+    }
+    for section, values in sections.items():
+        tree[section] = tree.get(section, {}) | values
+    return recipe_from_dict(tree)
+
+
+def test_prune_smallest_keeps_what_is_pruned_and_takes_the_smallest_survivors() -> None:
+    kernel = np.array([[0.5, -0.1], [0.05, 2.0], [-0.3, 0.0]], np.float32)
+    mask = np.array([[1, 1], [1, 1], [1, 0]], np.float32)  # 0.0 pruned before
+    half = prune_smallest(kernel, mask, 0.5)
+    # The pruned weight stays pruned; then 0.05 and -0.1, the smallest survivors.
+    np.testing.assert_array_equal(half, [[1, 0], [0, 1], [1, 0]])
+    assert prune_smallest(kernel, half, 0.0).sum() == half.sum()  # never unpruned
+    assert prune_smallest(kernel, mask, 1.0).sum() == 0
+
+
+def test_lottery_rewinds_survivors_exactly_and_reaches_the_target_per_layer(
+    synthetic_data,
+) -> None:
+    recipe = _recipe()
+    data = load_dataset(recipe.data, recipe.quantization.input, synthetic_data)
+    settings = training_settings(recipe, verbose=0)
+    seed_everything(recipe.training.seed)
+    model = taggers.build_student(recipe, data.train.x.shape[-1])
+    starts, rewound = [], {}
+
+    class AfterRewindEpoch(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == LOTTERY["rewind_epoch"]:
+                rewound["weights"] = self.model.get_weights()
+
+    def train_round(model, initial_epoch, monitor_from, extra):
+        starts.append((initial_epoch, model.get_weights()))
+        watch = [AfterRewindEpoch()] if not starts[1:] else []
+        return fit(model, arrays(data.train), arrays(data.validation), settings,
+                   callbacks=[*extra, *watch], monitor_from_epoch=monitor_from,
+                   initial_epoch=initial_epoch)  # fmt: skip
+
+    train_lottery(model, train_round, recipe.pruning)
+    assert [epoch for epoch, _ in starts] == [0, 1, 1]  # dense, then one retraining per round
+    names = [w.name for w in model.weights]
+    layers = {layer.kernel.name: layer for layer in pruned_layers(model)}
+    final = {name: w for name, w in zip(names, model.get_weights(), strict=True)}
+    zeros_before = None
+    for _, weights in starts[1:]:
+        for name, start, early in zip(names, weights, rewound["weights"], strict=True):
+            if name not in layers:  # biases and the output layer: rewound, never pruned
+                np.testing.assert_array_equal(start, early, err_msg=name)
+                continue
+            survivors = start != 0
+            np.testing.assert_array_equal(start[survivors], early[survivors], err_msg=name)
+            assert (final[name][~survivors] == 0).all(), f"{name}: a pruned weight came back"
+        zeros = {n: w == 0 for n, w in zip(names, weights, strict=True) if n in layers}
+        if zeros_before:  # each round prunes more, keeping what is pruned
+            assert all((zeros[n] >= zeros_before[n]).all() for n in zeros)
+            assert sum(z.sum() for z in zeros.values()) > sum(
+                z.sum() for z in zeros_before.values()
+            )
+        zeros_before = zeros
+    for name in layers:
+        size = final[name].size
+        assert np.sum(final[name] == 0) >= round(LOTTERY["target_sparsity"] * size), name
+
+
+def test_a_lottery_student_keeps_its_zeros_through_qat_and_distillation(synthetic_data) -> None:
+    recipe = _recipe(
+        training={"epochs": 2}, pruning={"rewind_epoch": 0}, distillation={"enabled": True}
+    )
+    data = load_dataset(recipe.data, recipe.quantization.input, synthetic_data)
+    # Any network's logits are soft targets: a float twin, untrained, sees the same jets.
+    teacher = Teacher(taggers.build_float(recipe, data.train.x.shape[-1]), data)
+    student = train_student(recipe, data, teacher, verbose=0).model
+    assert sparsity(student) == pytest.approx(LOTTERY["target_sparsity"], abs=0.02)
+    for layer in pruned_layers(student):
+        kernel = layer.get_weights()[0]
+        # quantized in place: the zeros are the firmware's zeros
+        grid = layer.kernel_quantizer_internal(kernel).numpy()
+        np.testing.assert_array_equal(kernel, grid)
+        assert np.mean(kernel == 0) >= LOTTERY["target_sparsity"] - 1 / kernel.size
+
+
+@pytest.mark.parametrize(
+    ("pruning", "message"),
+    [
+        ({"rounds": 0}, "pruning.rounds"),
+        ({"rewind_epoch": 3}, "pruning.rewind_epoch 3 is not before the end of the student's"),
+        ({"target_sparsity": 1.0}, "pruning.target_sparsity"),
+        ({"method": "random"}, "pruning.method"),
+    ],
+)
+def test_bad_lottery_settings_are_one_line_errors(pruning, message) -> None:
+    with pytest.raises(TriggerError) as error:
+        _recipe(pruning=pruning)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_sweep_searches_over_pruning_methods(tmp_path) -> None:
+    from tests.test_sweep import write_sweep
+    from trigger.config import load_recipe
+    from trigger.sweep import load_sweep
+
+    space = {"pruning.method": {"choices": ["magnitude", "lottery"]},
+             "pruning.target_sparsity": {"choices": [0.5, 0.9]}}  # fmt: skip
+    spec, _ = load_sweep(write_sweep(tmp_path, space=space))
+    assert spec.space["pruning.method"].grid() == ["magnitude", "lottery"]
+    drawn = load_recipe(spec.recipe, ['pruning.method="lottery"', "pruning.target_sparsity=0.9"])
+    assert drawn.pruning.method == "lottery" and drawn.pruning.target_sparsity == 0.9
