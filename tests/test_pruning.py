@@ -138,3 +138,43 @@ def test_a_sweep_searches_over_pruning_methods(tmp_path) -> None:
     assert spec.space["pruning.method"].grid() == ["magnitude", "lottery"]
     drawn = load_recipe(spec.recipe, ['pruning.method="lottery"', "pruning.target_sparsity=0.9"])
     assert drawn.pruning.method == "lottery" and drawn.pruning.target_sparsity == 0.9
+
+
+@pytest.mark.parametrize("method", ["magnitude", "lottery"])
+def test_a_wide_network_is_pruned_to_a_target_count_of_nonzero_weights(
+    synthetic_data, method
+) -> None:
+    target = 120
+    recipe = _recipe(
+        training={"epochs": 2},
+        architecture={"phi": [16, 16], "rho": [16]},
+        pruning={"method": method, "target_nonzero": target, "rewind_epoch": 0},
+    )
+    data = load_dataset(recipe.data, recipe.quantization.input, synthetic_data)
+    student = train_student(recipe, data, verbose=0).model
+    kernels = [layer.get_weights()[0] for layer in pruned_layers(student)]
+    nonzero = sum(int(np.count_nonzero(k)) for k in kernels)
+    # Every layer at the same sparsity: the count is met to a weight per layer (rounding).
+    assert abs(nonzero - target) <= len(kernels), nonzero
+
+
+def test_a_nonzero_target_the_architecture_cannot_meet_is_refused_before_training(
+    synthetic_data, tmp_path
+) -> None:
+    from click.testing import CliRunner
+
+    from tests.test_outputs import TINY, write_tiny_recipe
+    from trigger.cli import cli
+
+    recipe = write_tiny_recipe(tmp_path / "tiny.yaml", synthetic_data)
+    weights = 3 * 4 + 4 * 4  # TINY: 3 features -> phi [4] -> rho [4], output layer unpruned
+    assert TINY["architecture"] == {"phi": [4], "rho": [4]}
+    args = ["train-and-compress", str(recipe), "--out", str(tmp_path / "run"),
+            "--set", f"pruning.target_nonzero={weights}"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"trigger: error: pruning.target_nonzero {weights} is not below the {weights} weights "
+        "pruning acts on in this architecture: widen it or lower the target"
+    ]
+    assert "teacher" not in result.output and not (tmp_path / "run").exists()

@@ -256,6 +256,10 @@ class PruningConfig(Strict):
     again; `rounds` times, each round pruning the same fraction of the survivors."""
     target_sparsity: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
     """Fraction of each layer's weights set to zero in the end."""
+    target_nonzero: Annotated[int, StrictType(), Field(gt=0)] | None = None
+    """Instead of `target_sparsity`: the nonzero weights the pruned kernels keep in all, every
+    layer pruned to the same sparsity ("train large, then prune": a wide network pruned to the
+    weight count of a small one)."""
     rounds: Annotated[int, StrictType(), Field(gt=0, le=50)] = 3
     """`lottery`: pruning rounds; each prunes 1 - (1 - target_sparsity)^(1/rounds) of the
     weights that survived the round before."""

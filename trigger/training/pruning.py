@@ -31,6 +31,23 @@ def pruned_layers(model: tf.keras.Model) -> list:
     ]
 
 
+def with_target_sparsity(recipe: Recipe, model: tf.keras.Model) -> Recipe:
+    """The recipe with `pruning.target_nonzero`, if set, turned into the `target_sparsity` that
+    leaves `model`'s pruned kernels that many nonzero weights."""
+    target = recipe.pruning.target_nonzero
+    if not recipe.pruning.enabled or target is None:
+        return recipe
+    total = sum(kernel.size for kernel in prunable_kernels(model))
+    if target >= total:
+        msg = (
+            f"pruning.target_nonzero {target:,} is not below the {total:,} weights pruning acts "
+            "on in this architecture: widen it or lower the target"
+        )
+        raise TriggerError(msg)
+    pruning = recipe.pruning.model_copy(update={"target_sparsity": 1.0 - target / total})
+    return recipe.model_copy(update={"pruning": pruning})
+
+
 def prunable_kernels(model: tf.keras.Model) -> list[np.ndarray]:
     """Kernels of the layers pruning acts on."""
     return [layer.get_weights()[0] for layer in pruned_layers(model)]

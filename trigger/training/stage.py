@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from trigger import taggers
 from trigger.artifacts import TRAIN, check_output, data_identity, stage_output
 from trigger.config import Recipe, save_recipe
 from trigger.data.loader import Dataset, load_dataset, readable_jets
@@ -32,6 +33,7 @@ from trigger.errors import TriggerError
 from trigger.io import Log, require_file, write_json
 from trigger.training.distill import Teacher, extra_jets
 from trigger.training.fit import evaluate, save_h5, train_loss
+from trigger.training.pruning import with_target_sparsity
 from trigger.training.student import student_metrics, train_float, train_student
 from trigger.training.teacher import cached_teacher
 
@@ -127,6 +129,8 @@ def _train_into(
 ) -> None:
     metrics: dict[str, Any] = {"train_jets": len(data.train), "test_jets": len(data.test)}
     histories: dict[str, Any] = {}
+    # A pruning target the architecture cannot meet is refused before any training.
+    with_target_sparsity(recipe, taggers.build_student(recipe, data.train.x.shape[-1]))
     teacher = None
     if recipe.distillation.enabled:
         model, teacher_data, folder = cached_teacher(recipe, data_path, cache, log, verbose)

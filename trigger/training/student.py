@@ -28,6 +28,7 @@ from trigger.training.pruning import (
     sparsity,
     strip_pruning,
     train_lottery,
+    with_target_sparsity,
     wrap_for_pruning,
 )
 
@@ -70,6 +71,7 @@ def train_student(
     seed_everything(recipe.training.seed)
     hgq = recipe.quantization.method == "hgq"
     model = taggers.build_student(recipe, data.train.x.shape[-1])
+    recipe = with_target_sparsity(recipe, model)
     if recipe.training.init_from_float:
         taggers.copy_dense_weights(float_reference, model)
     callbacks: list = taggers.hgq.training_callbacks(recipe, settings.epochs) if hgq else []
