@@ -178,3 +178,19 @@ def test_a_nonzero_target_the_architecture_cannot_meet_is_refused_before_trainin
         "pruning acts on in this architecture: widen it or lower the target"
     ]
     assert "teacher" not in result.output and not (tmp_path / "run").exists()
+
+
+def test_the_shipped_pruning_sweep_draws_only_valid_recipes(tmp_path) -> None:
+    import itertools
+    import json
+
+    from tests.test_sweep import load_shipped_sweep
+    from trigger.config import load_recipe
+
+    spec, _, tree = load_shipped_sweep("pruning", tmp_path)
+    grid = {k: spec.space[k].grid() for k in tree["space"]}
+    combinations = list(itertools.product(*grid.values()))
+    assert len(combinations) == tree["trials"]
+    for values in combinations:
+        sets = [f"{k}={json.dumps(v)}" for k, v in zip(grid, values, strict=True)]
+        assert load_recipe(spec.recipe, sets).pruning.enabled

@@ -318,6 +318,19 @@ def test_local_workers_run_tensorflow_on_one_thread(client) -> None:
     assert (omp, intra) == ("1", 1)
 
 
+def load_shipped_sweep(name: str, tmp_path: Path):
+    """models/sweeps/NAME.yaml with its data file replaced by a stand-in: (spec, base recipe,
+    the file's tree)."""
+    shipped = Path(__file__).resolve().parents[1] / "models" / "sweeps" / f"{name}.yaml"
+    tree = yaml.safe_load(shipped.read_text())
+    (tmp_path / "jets.h5").touch()
+    tree["data"] = str(tmp_path / "jets.h5")
+    tree["recipe"] = str((shipped.parent / tree["recipe"]).resolve())
+    tree["references"] = [str((shipped.parent / r).resolve()) for r in tree["references"]]
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(tree))
+    return (*load_sweep(tmp_path / f"{name}.yaml"), tree)
+
+
 def test_context_sweep_file_loads_and_every_architecture_it_draws_is_a_valid_recipe(
     tmp_path: Path,
 ) -> None:
@@ -327,14 +340,7 @@ def test_context_sweep_file_loads_and_every_architecture_it_draws_is_a_valid_rec
 
     from trigger.config import load_recipe
 
-    shipped = Path(__file__).resolve().parents[1] / "models" / "sweeps" / "context.yaml"
-    tree = yaml.safe_load(shipped.read_text())
-    (tmp_path / "jets.h5").touch()
-    tree["data"] = str(tmp_path / "jets.h5")
-    tree["recipe"] = str((shipped.parent / tree["recipe"]).resolve())
-    tree["references"] = [str((shipped.parent / r).resolve()) for r in tree["references"]]
-    (tmp_path / "context.yaml").write_text(yaml.safe_dump(tree))
-    spec, base = load_sweep(tmp_path / "context.yaml")
+    spec, base, tree = load_shipped_sweep("context", tmp_path)
     assert base.architecture.kind == "context"
     space = {k: spec.space[k].grid() for k in tree["space"] if k.startswith(("arch", "data"))}
     for values in itertools.product(*space.values()):
