@@ -194,3 +194,79 @@ def test_the_shipped_pruning_sweep_draws_only_valid_recipes(tmp_path) -> None:
     for values in combinations:
         sets = [f"{k}={json.dumps(v)}" for k, v in zip(grid, values, strict=True)]
         assert load_recipe(spec.recipe, sets).pruning.enabled
+
+
+@pytest.mark.parametrize("kind", ["deepsets", "mlp"])
+def test_pruned_neurons_leave_a_narrower_student_exact_in_keras_and_in_the_traced_logic(
+    synthetic_data, kind
+) -> None:
+    from tests.constituents import stage_for_random_words
+    from tests.test_rtl import jets, reference
+    from trigger.rtl import trace_student
+    from trigger.training.pruning import without_pruned_neurons
+
+    recipe = _recipe(
+        training={"epochs": 2},
+        architecture={"kind": kind, "phi": [8, 6], "rho": [8], "dense": [12, 8]},
+        pruning={"structure": "neurons", "target_sparsity": 0.5, "rounds": 1, "rewind_epoch": 1},
+    )
+    data = load_dataset(recipe.data, recipe.quantization.input, synthetic_data)
+    settings = training_settings(recipe, verbose=0)
+    seed_everything(recipe.training.seed)
+    wide = taggers.build_student(recipe, data.train.x.shape[-1])
+
+    def train_round(model, initial_epoch, monitor_from, extra):
+        return fit(model, arrays(data.train), arrays(data.validation), settings,
+                   callbacks=extra, monitor_from_epoch=monitor_from,
+                   initial_epoch=initial_epoch)  # fmt: skip
+
+    _, masks = train_lottery(wide, train_round, recipe.pruning)
+    narrow = without_pruned_neurons(wide, recipe, masks)
+    widths = {layer.name: layer.units for layer in taggers.dense_layers(narrow)}
+    expected = {"phi_0": 4, "phi_1": 3, "rho_0": 4} if kind == "deepsets" else {"dense_0": 6}
+    assert expected.items() <= widths.items() and widths["output_dense"] == 5
+    for layer in pruned_layers(wide):  # a pruned neuron: no incoming weight, no bias
+        kernel, bias = layer.get_weights()
+        gone = masks[layer.name].bias == 0
+        assert not kernel[:, gone].any() and not bias[gone].any()
+    np.testing.assert_array_equal(taggers.predict(narrow, data.test.x),
+                                  taggers.predict(wide, data.test.x))  # fmt: skip
+    taggers.quantize_weights_in_place(narrow)
+    port = recipe.quantization.input
+    n, features = recipe.data.n_constituents, tuple(recipe.data.features)
+    stage = stage_for_random_words(n, features, port.bits, port.integer)
+    words = jets(stage.n_constituents, 500, seed=2)
+    logic = trace_student(narrow, stage, recipe.firmware).comb.predict(words.astype(np.float64))
+    np.testing.assert_array_equal(logic, reference(narrow, stage, words))
+
+
+@pytest.mark.parametrize(
+    ("pruning", "architecture", "message"),
+    [
+        ({"structure": "neurons"}, {}, "prunes in lottery rounds: set pruning.method: lottery"),
+        ({"structure": "neurons", "method": "lottery", "target_nonzero": 10}, {},
+         "pruning.target_nonzero counts weights"),
+        ({"structure": "neurons", "method": "lottery"}, {"kind": "context", "phi": [8, 8]},
+         "cannot narrow a context tagger"),
+    ],
+)  # fmt: skip
+def test_neuron_pruning_settings_the_firmware_cannot_take_are_refused(
+    pruning, architecture, message
+) -> None:
+    with pytest.raises(TriggerError, match=message):
+        recipe_from_dict({"pruning": pruning, "architecture": architecture})
+
+
+def test_a_student_pruned_by_neurons_comes_out_narrower_and_on_its_grid(synthetic_data) -> None:
+    recipe = _recipe(
+        training={"epochs": 2},
+        architecture={"phi": [8, 8], "rho": [8]},
+        pruning={"structure": "neurons", "target_sparsity": 0.75, "rounds": 1, "rewind_epoch": 0},
+    )
+    data = load_dataset(recipe.data, recipe.quantization.input, synthetic_data)
+    student = train_student(recipe, data, verbose=0).model
+    widths = [layer.units for layer in taggers.dense_layers(student)]
+    assert widths == [2, 2, 2, 5]
+    for layer in taggers.dense_layers(student):
+        kernel = layer.get_weights()[0]
+        np.testing.assert_array_equal(kernel, layer.kernel_quantizer_internal(kernel).numpy())

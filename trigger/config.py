@@ -256,6 +256,11 @@ class PruningConfig(Strict):
     again; `rounds` times, each round pruning the same fraction of the survivors."""
     target_sparsity: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
     """Fraction of each layer's weights set to zero in the end."""
+    structure: Literal["weights", "neurons"] = "weights"
+    """`weights`: single weights set to zero. `neurons` (with `lottery`; Deep Sets and MLP):
+    whole neurons of each hidden layer, `target_sparsity` of them, by the norm of their
+    incoming weights; the student is then the narrower network, so the firmware loses their
+    activations and the next layer's inputs too."""
     target_nonzero: Annotated[int, StrictType(), Field(gt=0)] | None = None
     """Instead of `target_sparsity`: the nonzero weights the pruned kernels keep in all, every
     layer pruned to the same sparsity ("train large, then prune": a wide network pruned to the
@@ -487,6 +492,25 @@ class Recipe(Strict):
             msg = (
                 f"pruning.rewind_epoch {p.rewind_epoch} is not before the end of the student's "
                 f"training ({epochs} epochs): rewind to an earlier epoch"
+            )
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _neurons_are_pruned_in_rounds(self) -> Recipe:
+        p = self.pruning
+        if not p.enabled or p.structure != "neurons":
+            return self
+        if p.method != "lottery":
+            msg = "pruning.structure neurons prunes in lottery rounds: set pruning.method: lottery"
+            raise ValueError(msg)
+        if p.target_nonzero is not None:
+            msg = "pruning.target_nonzero counts weights: use target_sparsity with neurons"
+            raise ValueError(msg)
+        if self.architecture.kind == "context":
+            msg = (
+                "pruning.structure neurons cannot narrow a context tagger (its context layers "
+                "must keep phi's widths): prune weights"
             )
             raise ValueError(msg)
         return self

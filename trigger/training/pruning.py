@@ -4,6 +4,7 @@ lottery rounds with rewinding and the masks that hold pruned weights at zero."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -115,7 +116,16 @@ def strip_pruning(model: tf.keras.Model) -> tf.keras.Model:
     return tfmot.sparsity.keras.strip_pruning(model)
 
 
-Masks = dict[str, np.ndarray]  # layer name -> 1 where a kernel weight survives, 0 where pruned
+@dataclass(frozen=True)
+class Mask:
+    """One layer's mask: 1 where a kernel weight (or a bias) survives, 0 where pruned. Pruning
+    weights leaves every bias; pruning a neuron takes its kernel column and its bias."""
+
+    kernel: np.ndarray
+    bias: np.ndarray
+
+
+Masks = dict[str, Mask]  # by layer name
 # One training of a lottery: (model, epoch it starts at, epoch early stopping may act from,
 # extra callbacks) -> history.
 TrainRound = Callable[["tf.keras.Model", int, int, list], dict[str, list[float]]]
@@ -132,11 +142,40 @@ def prune_smallest(kernel: np.ndarray, mask: np.ndarray, fraction: float) -> np.
     return out.reshape(kernel.shape)
 
 
+def _unpruned(model: tf.keras.Model) -> Masks:
+    return {
+        layer.name: Mask(np.ones(layer.kernel.shape, np.float32), np.ones(layer.units, np.float32))
+        for layer in pruned_layers(model)
+    }
+
+
+def _pruned_further(model: tf.keras.Model, masks: Masks, fraction: float, structure: str) -> Masks:
+    """Each layer with `fraction` of its weights (or of its neurons, by the norm of their
+    surviving incoming weights; one neuron always stays) pruned."""
+    out = {}
+    for layer in pruned_layers(model):
+        kernel, mask = layer.kernel.numpy(), masks[layer.name]
+        if structure == "weights":
+            out[layer.name] = Mask(prune_smallest(kernel, mask.kernel, fraction), mask.bias)
+            continue
+        norms = np.sqrt(np.sum((kernel * mask.kernel) ** 2, axis=0))
+        units = kernel.shape[1]
+        keep = prune_smallest(norms, mask.bias, min(fraction, (units - 1) / units))
+        out[layer.name] = Mask(np.broadcast_to(keep, kernel.shape).copy(), keep)
+    return out
+
+
+def _apply(layer, mask: Mask) -> None:
+    layer.kernel.assign(layer.kernel * mask.kernel)
+    if layer.use_bias:
+        layer.bias.assign(layer.bias * mask.bias)
+
+
 def rewind(model: tf.keras.Model, weights: list[np.ndarray], masks: Masks) -> None:
-    """Every weight back to `weights`, then the pruned kernel weights to zero."""
+    """Every weight back to `weights`, then the pruned ones to zero."""
     model.set_weights(weights)
     for layer in pruned_layers(model):
-        layer.kernel.assign(layer.kernel.numpy() * masks[layer.name])
+        _apply(layer, masks[layer.name])
 
 
 def _mask_keeper(model: tf.keras.Model, masks: Masks):
@@ -144,12 +183,12 @@ def _mask_keeper(model: tf.keras.Model, masks: Masks):
     the next step must not see them."""
     import tensorflow as tf
 
-    pairs = [(layer.kernel, tf.constant(masks[layer.name])) for layer in pruned_layers(model)]
+    layers = pruned_layers(model)
 
     class KeepMasks(tf.keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            for kernel, mask in pairs:
-                kernel.assign(kernel * mask)
+            for layer in layers:
+                _apply(layer, masks[layer.name])
 
     return KeepMasks()
 
@@ -174,23 +213,50 @@ def _snapshot_at(epoch: int):
 
 def train_lottery(
     model: tf.keras.Model, train_round: TrainRound, pruning: PruningConfig
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], Masks]:
     """Iterative magnitude pruning with rewinding: a dense training, then `pruning.rounds`
-    times: prune a fixed fraction of each layer's survivors, rewind them to their weights
-    after `pruning.rewind_epoch` epochs, retrain from that epoch with the pruned weights held
-    at zero. Returns the last round's history; `model` ends at `pruning.target_sparsity`."""
+    times: prune a fixed fraction of each layer's surviving weights (or neurons, with
+    `pruning.structure: neurons`), rewind the survivors to their weights after
+    `pruning.rewind_epoch` epochs, retrain from that epoch with the pruned weights held at
+    zero. Returns the last round's history and the masks; `model` ends at
+    `pruning.target_sparsity`."""
     snapshot = _snapshot_at(pruning.rewind_epoch)
     # Early stopping may not end the dense training before the rewind point.
     train_round(model, 0, pruning.rewind_epoch, [snapshot])
     start = snapshot.weights
-    masks = {layer.name: np.ones(layer.kernel.shape, np.float32) for layer in pruned_layers(model)}
+    masks = _unpruned(model)
     survive = (1.0 - pruning.target_sparsity) ** (1.0 / pruning.rounds)
     history: dict[str, list[float]] = {}
     for round_ in range(1, pruning.rounds + 1):
         fraction = pruning.target_sparsity if round_ == pruning.rounds else 1 - survive**round_
-        kernels = {layer.name: layer.kernel.numpy() for layer in pruned_layers(model)}
-        masks = {name: prune_smallest(kernels[name], masks[name], fraction) for name in masks}
+        masks = _pruned_further(model, masks, fraction, pruning.structure)
         rewind(model, start, masks)
         keeper = _mask_keeper(model, masks)
         history = train_round(model, pruning.rewind_epoch, pruning.rewind_epoch, [keeper])
-    return history
+    return history, masks
+
+
+def without_pruned_neurons(model: tf.keras.Model, recipe: Recipe, masks: Masks) -> tf.keras.Model:
+    """The same network without its pruned neurons: narrower layers, the same outputs (a
+    pruned neuron has a zero kernel column and a zero bias, so it outputs 0 and adds nothing
+    downstream)."""
+    keep = {name: np.flatnonzero(mask.bias) for name, mask in masks.items()}
+    a = recipe.architecture
+
+    def widths(prefix: str, layers: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(len(keep[f"{prefix}_{i}"]) for i in range(len(layers)))
+
+    narrow = a.model_copy(
+        update={"phi": widths("phi", a.phi), "rho": widths("rho", a.rho)}
+        if a.kind == "deepsets"
+        else {"dense": widths("dense", a.dense)}
+    )
+    n_features = model.input_shape[-1]
+    small = taggers.build_student(recipe.model_copy(update={"architecture": narrow}), n_features)
+    rows: np.ndarray | slice = slice(None)
+    for big, little in zip(taggers.dense_layers(model), taggers.dense_layers(small), strict=True):
+        kernel, bias = big.get_weights()
+        columns = keep.get(big.name, np.arange(kernel.shape[1]))
+        little.set_weights([kernel[rows][:, columns], bias[columns]])
+        rows = columns
+    return small

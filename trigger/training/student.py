@@ -29,6 +29,7 @@ from trigger.training.pruning import (
     strip_pruning,
     train_lottery,
     with_target_sparsity,
+    without_pruned_neurons,
     wrap_for_pruning,
 )
 
@@ -94,7 +95,9 @@ def train_student(
                    monitor_from_epoch=monitor_from, initial_epoch=initial_epoch)  # fmt: skip
 
     if p.enabled and p.method == "lottery":
-        history = train_lottery(model, train_round, p)
+        history, masks = train_lottery(model, train_round, p)
+        if p.structure == "neurons":
+            model = without_pruned_neurons(model, recipe, masks)
     else:
         history = train_round(model, 0, monitor_from, [])
     if hgq:
