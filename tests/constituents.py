@@ -60,7 +60,7 @@ def edge_case_words(n: int, rng: np.random.Generator) -> np.ndarray:
 # Centre and shift of each feature for `trigger.inputs.random_words` jets: about unit spread.
 RANDOM_WORD_NORMALISATION = {
     "pt": (500, 9), "deta": (0, 6), "dphi": (0, 6), "dr2": (9000, 13), "count": (30, 4),
-    "etarot": (0, 9), "phirot": (0, 9),
+    "etarot": (0, 9), "phirot": (0, 9), "present": (0, 0),
 }  # fmt: skip
 
 

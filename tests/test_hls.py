@@ -40,12 +40,18 @@ def _q(bits: int, integer: int) -> dict[str, int]:
     return {"bits": bits, "integer": integer}
 
 
-# Different N, widths, bit widths, input formats, a context block (an Add of a branch), and an
-# MLP (Flatten) for good measure.
+# Different N, widths, bit widths, input formats, masked pooling (phi without biases), a context
+# block (an Add of a branch), and an MLP (Flatten) for good measure.
 CONFIGS: dict[str, dict[str, Any]] = {
-    "deepsets_n16_8bit": {
-        "data": {"n_constituents": 16, "features": ["pt", "deta", "dphi"]},
-        "architecture": {"kind": "deepsets", "phi": [32, 16], "rho": [16], "pooling": "mean"},
+    "deepsets_n16_8bit_masked": {
+        "data": {"n_constituents": 16, "features": ["pt", "deta", "dphi", "present"]},
+        "architecture": {
+            "kind": "deepsets",
+            "phi": [32, 16],
+            "rho": [16],
+            "pooling": "mean",
+            "mask": True,
+        },
         "quantization": {
             "input": _q(12, 3),
             "default": {"weight": _q(8, 0), "bias": _q(8, 0), "activation": _q(8, 3)},
@@ -59,6 +65,21 @@ CONFIGS: dict[str, dict[str, Any]] = {
             "input": _q(9, 2),
             "default": {"weight": _q(6, 0), "bias": _q(6, 1), "activation": _q(6, 2)},
             "output": _q(10, 4),
+        },
+    },
+    "deepsets_n8_6bit_masked": {
+        "data": {"n_constituents": 8, "features": ["pt", "deta", "dphi", "present"]},
+        "architecture": {
+            "kind": "deepsets",
+            "phi": [12, 8],
+            "rho": [8],
+            "pooling": "max",
+            "mask": True,
+        },
+        "quantization": {
+            "input": _q(10, 3),
+            "default": {"weight": _q(6, 0), "bias": _q(6, 0), "activation": _q(6, 2)},
+            "output": _q(12, 5),
         },
     },
     "context_n16_7bit": {
@@ -80,9 +101,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
         },
     },
 }
-# Random-weight seeds other than 0: with seed 0 the context block's common offset makes one
-# class win on every toy jet, which would hide wrong logits behind a constant argmax.
-SEEDS = {"context_n16_7bit": 3}
+# Random-weight seeds other than 0: with seed 0 one class wins on every toy jet (the context
+# block's common offset; the masked student's bias-free phi), which would hide wrong logits
+# behind a constant argmax.
+SEEDS = {"context_n16_7bit": 3, "deepsets_n8_6bit_masked": 5}
 # Permutation invariant by construction: every candidate goes through the same layers.
 DEEPSETS = [name for name, c in CONFIGS.items() if c["architecture"]["kind"] != "mlp"]
 
@@ -121,8 +143,9 @@ def random_student(recipe, seed: int = 0):
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if type(layer).__name__ == "QDense":
-            kernel, bias = layer.get_weights()
-            layer.set_weights([kernel * 1.5, rng.uniform(-0.5, 0.5, bias.shape).astype("float32")])
+            kernel, *bias = layer.get_weights()
+            bias = [rng.uniform(-0.5, 0.5, b.shape).astype("float32") for b in bias]
+            layer.set_weights([kernel * 1.5, *bias])
     return model
 
 
@@ -246,6 +269,55 @@ def test_emulator_is_permutation_invariant(firmware: Firmware) -> None:
     np.testing.assert_array_equal(
         emulate(firmware.project, permuted), emulate(firmware.project, words)
     )
+
+
+def _in_more_slots(words: np.ndarray, n: int, slots: int, rng) -> np.ndarray:
+    """The same jets with `slots` candidate slots: each candidate in a random slot, the rest
+    padding."""
+    candidates, jets = split_words(words, n)
+    spread = np.zeros((len(words), slots, 3), candidates.dtype)
+    for j in range(len(words)):
+        spread[j, rng.permutation(slots)[:n]] = candidates[j]
+    return np.concatenate([spread.reshape(len(words), -1), jets], axis=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("firmware", ["deepsets_n8_6bit_masked"], indirect=True)
+def test_masked_firmware_gives_a_jet_the_same_logits_whatever_n_and_padding(
+    firmware: Firmware,
+) -> None:
+    """The firmware for 8 candidates and the same student built for 32 slots, the jet's
+    candidates scattered among them: the same logits, bit for bit (max pooling; a masked mean
+    is the same sum divided by another N). Without the mask, empty slots change them."""
+    import dataclasses
+
+    from trigger.hls import emulate
+    from trigger.taggers import build_student, copy_dense_weights, predict
+
+    rng = np.random.default_rng(11)
+    n, slots = firmware.stage.n_constituents, 32
+    words = firmware.words[:2000]
+    widened = _in_more_slots(words, n, slots, rng)
+    stage = dataclasses.replace(firmware.stage, n_constituents=slots)
+
+    def built_for(recipe, slots: int, source):
+        data = recipe.data.model_copy(update={"n_constituents": slots})
+        model = build_student(recipe.model_copy(update={"data": data}), len(data.features))
+        copy_dense_weights(source, model)
+        return model
+
+    wide = built_for(firmware.recipe, slots, firmware.model)
+    expected = emulate(firmware.project, words)
+    assert len(np.unique(expected.argmax(1))) > 1
+    np.testing.assert_array_equal(predict(wide, stage.apply_words(widened)), expected)
+
+    arch = firmware.recipe.architecture.model_copy(update={"mask": False})
+    unmasked = firmware.recipe.model_copy(update={"architecture": arch})
+    narrow, wide = random_student(unmasked, seed=2), None
+    wide = built_for(unmasked, slots, narrow)
+    outputs = [predict(m, s.apply_words(w)) for m, s, w in
+               ((narrow, firmware.stage, words), (wide, stage, widened))]  # fmt: skip
+    assert not np.array_equal(*outputs)
 
 
 @pytest.mark.slow

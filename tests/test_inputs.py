@@ -169,3 +169,14 @@ def test_the_hls_input_stage_has_the_reference_constants() -> None:
     assert tuple(int(v) for v in table.split(",")) == inputs.ATAN_STEP
     codes = re.search(r"enum feature_code \{([^}]*)\}", header).group(1)
     assert [c.split("=")[0].strip().lower() for c in codes.split(",")] == list(inputs.FEATURES)
+
+
+def test_present_is_never_normalised_away() -> None:
+    """Fitted on any sample, `present` keeps center 0 and shift 0: 1 for a candidate, 0 for
+    padding (fitting it like the others would center it on its mean, 1, and make it 0)."""
+    rng = np.random.default_rng(4)
+    words = np.concatenate([random_words(300, 8, rng), edge_case_words(8, rng)])
+    stage = fit_input_stage(*split_words(words, 8), ("deta", "present"), 10, 3)
+    assert (stage.center[1], stage.shift[1]) == (0, 0)
+    candidates, _ = split_words(words, 8)
+    np.testing.assert_array_equal(stage.apply_words(words)[..., 1], candidates[..., 0] > 0)

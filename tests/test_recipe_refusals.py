@@ -67,3 +67,46 @@ def test_python_tags_never_run(tmp_path) -> None:
     result = trigger("recipe", "show", str(DEFAULT), "--set", command, cwd=tmp_path)
     assert_one_line_error(result, "not valid YAML")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["architecture.mask=true"], "architecture.mask needs the 'present' feature"),
+        (["architecture.mask=true", "architecture.kind=context",
+          'data.features=["pt", "deta", "dphi", "present"]'],
+         "architecture.mask needs kind deepsets: a context block adds"),
+        (["architecture.mask=true", "architecture.kind=mlp",
+          'data.features=["pt", "present"]'], "an MLP has no pooling"),
+        (["architecture.mask=true", 'data.features=["pt", "present"]',
+          "quantization.method=hgq", "pruning.enabled=false"], "use quantization.method qkeras"),
+    ],
+)  # fmt: skip
+def test_masked_pooling_the_firmware_cannot_take_is_refused(overrides, expected) -> None:
+    with pytest.raises(TriggerError, match=expected) as error:
+        load_recipe(DEFAULT, overrides)
+    assert "\n" not in str(error.value)
+
+
+def test_masked_students_have_no_phi_biases_and_read_present_as_one() -> None:
+    pytest.importorskip("qkeras")
+    import numpy as np
+
+    from tests.constituents import edge_case_words, stage_for_random_words
+    from trigger import taggers
+
+    features = ["pt", "deta", "present"]
+    recipe = load_recipe(DEFAULT, ["architecture.mask=true", f"data.features={features}"])
+    model = taggers.build_student(recipe, len(features))
+    assert [layer.use_bias for layer in taggers.dense_layers(model)] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
+    stage = stage_for_random_words(8, tuple(features), 10, 3)
+    words = edge_case_words(8, np.random.default_rng(0))
+    candidates = words[:, : 3 * 8].reshape(-1, 8, 3)
+    present = stage.apply_words(words)[..., 2]
+    np.testing.assert_array_equal(present, (candidates[..., 0] > 0).astype(np.float32))

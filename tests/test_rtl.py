@@ -36,7 +36,7 @@ def _q(bits: int, integer: int) -> dict[str, int]:
     return {"bits": bits, "integer": integer}
 
 
-FEATURES = ["pt", "deta", "dphi", "dr2", "count", "etarot", "phirot"]
+FEATURES = ["pt", "deta", "dphi", "dr2", "count", "etarot", "phirot", "present"]
 
 
 def small_recipe(kind: str = "deepsets", pooling: str = "mean", features: list[str] = FEATURES):

@@ -212,6 +212,13 @@ class ArchitectureConfig(Strict):
     # No "sum": hls4ml's Keras 2 path has no global sum pooling and a Lambda is not convertible.
     pooling: Literal["mean", "max"] = "mean"
     """Aggregation over constituents: `mean` or `max`."""
+    mask: bool = False
+    """Deep Sets: masked pooling. phi has no biases, so a slot without a candidate (every
+    feature 0) is exactly 0 after every phi layer and adds nothing to the pooling: the mean is
+    the sum over the candidates present divided by N, the max that over the candidates present
+    (the same logits for a jet whatever N). The `present` feature (1 for each candidate) stands
+    in for the first layer's bias; without masking, empty slots enter the pooling through phi's
+    biases and so tell rho the count."""
     activation: Literal["relu"] = "relu"
     """Hidden-layer activation."""
     # MLP baseline (kind: mlp): hidden widths after flattening the N x F constituents.
@@ -493,6 +500,28 @@ class Recipe(Strict):
                 f"pruning.rewind_epoch {p.rewind_epoch} is not before the end of the student's "
                 f"training ({epochs} epochs): rewind to an earlier epoch"
             )
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _masked_pooling_is_possible(self) -> Recipe:
+        if not self.architecture.mask:
+            return self
+        if self.architecture.kind != "deepsets":
+            reason = {
+                "context": "a context block adds the jet's context onto empty slots too",
+                "mlp": "an MLP has no pooling",
+            }.get(self.architecture.kind, "only Deep Sets students pool with a mask")
+            msg = f"architecture.mask needs kind deepsets: {reason}"
+            raise ValueError(msg)
+        if "present" not in self.data.features:
+            msg = (
+                "architecture.mask needs the 'present' feature in data.features: phi has no "
+                "biases, and present is what tells a candidate from an empty slot"
+            )
+            raise ValueError(msg)
+        if self.quantization.enabled and self.quantization.method == "hgq":
+            msg = "architecture.mask is built for QKeras students: use quantization.method qkeras"
             raise ValueError(msg)
         return self
 

@@ -21,6 +21,9 @@ for bit:
                   count = the jet's candidate count    (a jet-level input on every candidate)
                   etarot, phirot = (deta, dphi) rotated so that the jet's pT-weighted
                                    principal axis lies along eta (see `principal_axis_frame`)
+                  present = 1                          (center 0, shift 0: the feature is 1
+                                   for a candidate and 0 for padding, what masked pooling
+                                   needs to tell them apart)
     feature       (raw - center) * 2^-shift, rounded half to even onto the input port's grid
                   and saturated to its range; 0 for every feature of a padding candidate
 
@@ -71,7 +74,9 @@ CANDIDATE_WORDS = (PT_WORD, ETA_WORD, PHI_WORD)
 JET_WORDS = (PT_WORD, ETA_WORD, PHI_WORD, COUNT_WORD)
 
 # Features the firmware's input stage computes, in the order of their codes in the C++.
-FEATURES = ("pt", "deta", "dphi", "dr2", "count", "etarot", "phirot")
+FEATURES = ("pt", "deta", "dphi", "dr2", "count", "etarot", "phirot", "present")
+# Features that are not normalised: center 0 and shift 0 whatever the training split.
+UNNORMALISED = ("present",)
 # Normalisation shifts the input stage supports (the C++ keeps 16 fractional bits).
 MAX_SHIFT = 16
 
@@ -195,6 +200,7 @@ def raw_features(candidates: np.ndarray, jets: np.ndarray, features: Sequence[st
         "dphi": dphi,
         "dr2": deta * deta + dphi * dphi,
         "count": np.broadcast_to(jet[:, None, 3], pt.shape),
+        "present": np.ones_like(pt),
     }
     if {"etarot", "phirot"} & set(features):
         columns["etarot"], columns["phirot"] = principal_axis_frame(pt, deta, dphi)
@@ -287,7 +293,7 @@ def fit_input_stage(
     input_integer: int,
 ) -> InputStage:
     """Center each feature on its mean and shift it by the power of two nearest its spread,
-    over the real candidates of the training split."""
+    over the real candidates of the training split (`present` stays 1)."""
     raw = raw_features(candidates, jets, features)
     values = raw[candidates[..., 0] > 0].astype(np.float64)
     if len(values) == 0:
@@ -295,10 +301,13 @@ def fit_input_stage(
         raise TriggerError(msg)
     spread = np.maximum(values.std(axis=0), 1.0)
     shift = np.clip(np.rint(np.log2(spread)), 0, MAX_SHIFT).astype(int)
+    center = np.rint(values.mean(axis=0)).astype(int)
+    fixed = np.isin(np.asarray(features), UNNORMALISED)
+    center[fixed], shift[fixed] = 0, 0
     return InputStage(
         n_constituents=candidates.shape[1],
         features=tuple(features),
-        center=tuple(int(c) for c in np.rint(values.mean(axis=0))),
+        center=tuple(int(c) for c in center),
         shift=tuple(int(s) for s in shift),
         input_bits=input_bits,
         input_integer=input_integer,

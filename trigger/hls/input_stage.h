@@ -9,6 +9,7 @@
 //   dphi  = phi - jet phi, wrapped into [-720, 720)
 //   dr2   = deta^2 + dphi^2
 //   count = the jet's candidate count
+//   present = 1 (center 0, shift 0: 1 for a candidate, 0 for padding)
 //   etarot, phirot = (deta, dphi) in the jet's principal-axis frame: CORDIC on the pT-weighted
 //            second moments finds the axis angle, CORDIC rotates every candidate by it
 //   feature = (raw - CENTER) * 2^-SHIFT, rounded half to even and saturated by input_t
@@ -26,7 +27,7 @@ typedef ap_int<12> eta_word_t;
 typedef ap_int<11> phi_word_t;
 typedef ap_uint<8> count_word_t;
 
-enum feature_code { PT = 0, DETA = 1, DPHI = 2, DR2 = 3, COUNT = 4, ETAROT = 5, PHIROT = 6 };
+enum feature_code { PT = 0, DETA = 1, DPHI = 2, DR2 = 3, COUNT = 4, ETAROT = 5, PHIROT = 6, PRESENT = 7 };
 
 static const int HALF_TURN = 720;  // pi in angle words
 static const int MAX_SHIFT = 16;   // fractional bits kept before input_t rounds
@@ -159,8 +160,10 @@ inline raw_t raw_feature(int code, pt_word_t pt, deta_t deta, dphi_t dphi, count
         return raw_t(count);
     case ETAROT:
         return raw_t(etarot);
-    default:
+    case PHIROT:
         return raw_t(phirot);
+    default:  // PRESENT: 1 for a candidate (padding is zeroed after normalisation)
+        return raw_t(1);
     }
 }
 

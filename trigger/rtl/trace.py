@@ -287,6 +287,7 @@ def trace_input_stage(words: Any, stage: InputStage, port: Fixed) -> Any:
             "count": count,
             "etarot": etarot[i],
             "phirot": phirot[i],
+            "present": (pt[i] - 1).msb_mux(0.0, 1.0),  # 1; padding is zeroed below anyway
         }
         for f, name in enumerate(stage.features):
             value = deta[i] * deta[i] + dphi[i] * dphi[i] if name == "dr2" else raw[name]

@@ -54,7 +54,9 @@ def _bits(q: QuantizerConfig):
     return quantized_bits(q.bits, q.integer, alpha=1)
 
 
-def _dense_block(x, name: str, width: int, recipe: Recipe | None, activation: bool):
+def _dense_block(
+    x, name: str, width: int, recipe: Recipe | None, activation: bool, bias: bool = True
+):
     """One Dense (+ ReLU) block; QKeras when `recipe` is given, float Keras when it is None.
 
     The single builder behind phi, rho, the MLP layers and the output layer.
@@ -62,7 +64,7 @@ def _dense_block(x, name: str, width: int, recipe: Recipe | None, activation: bo
     import tensorflow as tf
 
     if recipe is None:
-        x = tf.keras.layers.Dense(width, name=name)(x)
+        x = tf.keras.layers.Dense(width, use_bias=bias, name=name)(x)
         return tf.keras.layers.Activation("relu", name=f"{name}_act")(x) if activation else x
 
     from qkeras import QActivation, QDense, quantized_relu
@@ -71,7 +73,8 @@ def _dense_block(x, name: str, width: int, recipe: Recipe | None, activation: bo
     x = QDense(
         width,
         kernel_quantizer=_bits(q.weight),
-        bias_quantizer=_bits(q.bias),
+        bias_quantizer=_bits(q.bias) if bias else None,
+        use_bias=bias,
         name=name,
     )(x)
     if activation:
@@ -139,7 +142,7 @@ def _per_constituent(x, architecture: ArchitectureConfig, recipe: Recipe | None)
         return _attention_blocks(x, architecture)
     blocks = architecture.context_blocks if architecture.kind == "context" else 0
     for i, width in enumerate(architecture.phi):
-        x = _dense_block(x, f"phi_{i}", width, recipe, activation=True)
+        x = _dense_block(x, f"phi_{i}", width, recipe, activation=True, bias=not architecture.mask)
         if i < blocks:
             x = _context_block(x, i, recipe)
     return x
@@ -215,9 +218,9 @@ def copy_dense_weights(source: tf.keras.Model, target: tf.keras.Model) -> None:
             msg = f"internal: the float reference has no layer {layer.name!r}"
             raise TriggerError(msg)
         # Kernel and bias only: an HGQ layer also holds its learned bit widths.
-        kernel, bias = weights[layer.name]
-        layer.kernel.assign(kernel)
-        layer.bias.assign(bias)
+        layer.kernel.assign(weights[layer.name][0])
+        if layer.use_bias:
+            layer.bias.assign(weights[layer.name][1])
 
 
 def quantize_weights_in_place(model: tf.keras.Model) -> None:
@@ -234,11 +237,11 @@ def quantize_weights_in_place(model: tf.keras.Model) -> None:
         bias_q = getattr(layer, "bias_quantizer_internal", None)
         if kernel_q is None:
             continue
-        kernel, bias = layer.get_weights()
+        kernel, *bias = layer.get_weights()
         kernel = np.asarray(kernel_q(kernel), np.float32)
-        if bias_q is not None:
-            bias = np.asarray(bias_q(bias), np.float32)
-        layer.set_weights([kernel, bias])
+        if bias and bias_q is not None:
+            bias = [np.asarray(bias_q(bias[0]), np.float32)]
+        layer.set_weights([kernel, *bias])
 
 
 def custom_objects() -> dict[str, Any]:

@@ -255,8 +255,8 @@ def without_pruned_neurons(model: tf.keras.Model, recipe: Recipe, masks: Masks) 
     small = taggers.build_student(recipe.model_copy(update={"architecture": narrow}), n_features)
     rows: np.ndarray | slice = slice(None)
     for big, little in zip(taggers.dense_layers(model), taggers.dense_layers(small), strict=True):
-        kernel, bias = big.get_weights()
+        kernel, *bias = big.get_weights()
         columns = keep.get(big.name, np.arange(kernel.shape[1]))
-        little.set_weights([kernel[rows][:, columns], bias[columns]])
+        little.set_weights([kernel[rows][:, columns], *(b[columns] for b in bias)])
         rows = columns
     return small
