@@ -43,15 +43,9 @@ def _q(bits: int, integer: int) -> dict[str, int]:
 # Different N, widths, bit widths, input formats, masked pooling (phi without biases), a context
 # block (an Add of a branch), and an MLP (Flatten) for good measure.
 CONFIGS: dict[str, dict[str, Any]] = {
-    "deepsets_n16_8bit_masked": {
-        "data": {"n_constituents": 16, "features": ["pt", "deta", "dphi", "present"]},
-        "architecture": {
-            "kind": "deepsets",
-            "phi": [32, 16],
-            "rho": [16],
-            "pooling": "mean",
-            "mask": True,
-        },
+    "deepsets_n16_8bit": {
+        "data": {"n_constituents": 16, "features": ["pt", "deta", "dphi"]},
+        "architecture": {"kind": "deepsets", "phi": [32, 16], "rho": [16], "pooling": "mean"},
         "quantization": {
             "input": _q(12, 3),
             "default": {"weight": _q(8, 0), "bias": _q(8, 0), "activation": _q(8, 3)},
