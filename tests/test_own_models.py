@@ -44,7 +44,7 @@ class Hand:
     @property
     def stage(self) -> Any:
         """The input stage in front of it: as many features as it takes, each feature used."""
-        names = {3: ("deta", "dphi", "pt"), 4: ("pt", "deta", "dphi", "count"), 7: FEATURES}
+        names = {3: ("deta", "dphi", "pt"), 4: ("pt", "deta", "dphi", "count"), 8: FEATURES}
         return stage_for_random_words(self.n, names[self.features], self.bits + 4, INPUT_INTEGER)
 
     @property
@@ -58,7 +58,7 @@ MODELS = [
     Hand(8, 3, 4, "mean", bias=True, strings=True, input_name="inputs_quantized"),
     Hand(16, 4, 6, "max", bias=False, strings=False),
     Hand(16, 3, 8, "mean", bias=False, strings=True, sparse=True),
-    Hand(8, 7, 8, "max", bias=True, strings=False, input_name="in_q"),
+    Hand(8, 8, 8, "max", bias=True, strings=False, input_name="in_q"),
     Hand(16, 3, 6, "mean", bias=True, strings=False),
     Hand(8, 3, 4, "max", bias=False, strings=False, input_name="x_q"),
 ]
