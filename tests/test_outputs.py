@@ -449,7 +449,10 @@ def test_emitted_project_opens_with_hls4ml(work: Path) -> None:
     from trigger.inputs import InputStage, random_words
     from trigger.taggers import load_model, predict
 
-    firmware = work / "firmware/tiny"  # as `trigger run` emitted it
+    # Emitted afresh: hls4ml compiles into the OutputDir its config names, an absolute path, so
+    # linking the fixture's copied firmware would build into the original.
+    assert trigger("emit-hls", "runs/tiny", "--out", "fw", cwd=work).returncode == 0
+    firmware = work / "fw"
     words = random_words(64, 8, np.random.default_rng(0))
     x = InputStage.load(firmware / "input_stage.json").apply_words(words)
     linked = hls4ml.converters.link_existing_project(str(firmware))
