@@ -493,8 +493,7 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _lottery_rewinds_within_training(self) -> Recipe:
-        p, d = self.pruning, self.distillation
-        epochs = (d.enabled and d.epochs) or self.training.epochs
+        p, epochs = self.pruning, self.student_epochs()
         if p.enabled and p.method == "lottery" and p.rewind_epoch >= epochs:
             msg = (
                 f"pruning.rewind_epoch {p.rewind_epoch} is not before the end of the student's "
@@ -573,6 +572,12 @@ class Recipe(Strict):
             )
             raise ValueError(msg)
         return self
+
+    def student_epochs(self) -> int:
+        """Most epochs of the compressed student: `distillation.epochs` when it distils and
+        sets them, else `training.epochs`."""
+        d = self.distillation
+        return (d.enabled and d.epochs) or self.training.epochs
 
     def digest(self, *sections: str) -> str:
         """A short hash of the named sections, to tell whether an artifact is up to date."""

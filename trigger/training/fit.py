@@ -83,7 +83,7 @@ def training_settings(recipe: Recipe, verbose: int, distilled: bool = False) -> 
     `.patience` where they are set."""
     t, d = recipe.training, recipe.distillation
     return FitSettings(
-        epochs=(distilled and d.epochs) or t.epochs,
+        epochs=recipe.student_epochs() if distilled else t.epochs,
         batch_size=t.batch_size,
         learning_rate=t.learning_rate,
         optimizer=t.optimizer,
