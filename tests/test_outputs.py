@@ -617,3 +617,73 @@ def test_a_plot_never_replaces_the_data_or_a_file_trigger_did_not_write(tmp_path
     kept = foreign.read_bytes()
     assert_one_line_error(inspect(foreign, "--force"), "did not write it")
     assert foreign.read_bytes() == kept
+
+
+# --- monitoring a deployed firmware: a verdict, an exit code, and the usual refusals --------
+
+
+def _pt_scaled_file(path: Path, scale: float, seed: int) -> Path:
+    """Toy jets of another seed with every candidate's and the jet's pT multiplied by
+    `scale`: a calibration drift."""
+    from trigger.data.layout import PARTICLE_FEATURES
+
+    constituents, jets = synthetic_jets(100, seed)
+    constituents[..., PARTICLE_FEATURES.index("j1_pt")] *= scale
+    jets[:, JET_FEATURES.index("j_pt")] *= scale
+    write_jets_file(path, constituents, jets)
+    return path
+
+
+def _monitor(work: Path, data: str, out: str, *extra: str) -> subprocess.CompletedProcess:
+    return trigger("monitor", "firmware/tiny", "--reference", "runs/tiny", "--data", data,
+                   "--out", out, *extra, cwd=work)  # fmt: skip
+
+
+def test_monitor_flags_a_calibration_drift_and_passes_a_nominal_sample(work: Path) -> None:
+    _pt_scaled_file(work / "nominal.h5", 1.0, seed=11)
+    _pt_scaled_file(work / "drifted.h5", 1.5, seed=11)
+    result = _monitor(work, "nominal.h5", "m/nominal")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((work / "m/nominal/monitor.json").read_text())
+    assert not summary["drift"] and summary["jets"] == 500
+    assert summary["tests"] == 8 * 3 + 6 + 5  # features at each rank, scores, observables
+    assert (work / "m/nominal/report.html").is_file()
+    open_artifact(work / "m/nominal", "monitor")
+
+    result = _monitor(work, "drifted.h5", "m/drifted")
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "drift flagged in" in line and "pt #" in line, line
+    summary = json.loads((work / "m/drifted/monitor.json").read_text())
+    assert {"pt #1", "pt"} <= set(summary["flagged"])
+    assert not any(name.startswith(("deta", "dphi")) for name in summary["flagged"])
+
+    again = _monitor(work, "nominal.h5", "m/nominal")
+    assert again.returncode == 0 and "up to date" in again.stdout
+    result = _monitor(work, "drifted.h5", "m/nominal")
+    assert_one_line_error(result, "m/nominal holds an earlier `trigger monitor` output", "--force")
+    assert not json.loads((work / "m/nominal/monitor.json").read_text())["drift"]
+
+
+def test_monitor_refuses_what_it_cannot_compare_in_one_line(work: Path) -> None:
+    _pt_scaled_file(work / "nominal.h5", 1.0, seed=12)
+    import h5py
+
+    with h5py.File(work / "other_layout.h5", "w") as f:
+        f["jets"] = np.zeros((3, 4))
+    result = _monitor(work, "other_layout.h5", "m")
+    assert_one_line_error(result, "other_layout.h5", "not the hls4ml LHC-jet layout")
+    result = _monitor(work, "nominal.h5", "m", "--reference-data", "missing.h5")
+    assert_one_line_error(result, "the run's training data not found: missing.h5")
+    result = _monitor(work, "nominal.h5", "m", "--reference-data", "nominal.h5")
+    assert_one_line_error(result, "nominal.h5 is not the data file runs/tiny was trained on")
+    # Firmware emitted from another run.
+    other_run = work / "runs/other"
+    shutil.copytree(work / "runs/tiny", other_run)
+    with (other_run / "student.h5").open("ab") as student:
+        student.write(b"\0")
+    seal(other_run, TRAIN, open_artifact(work / "runs/tiny", TRAIN).sources)
+    result = trigger("monitor", "firmware/tiny", "--reference", "runs/other", "--data",
+                     "nominal.h5", "--out", "m", cwd=work)  # fmt: skip
+    assert_one_line_error(result, "firmware/tiny was made from another run", "runs/other")
+    assert not (work / "m").exists()

@@ -1,9 +1,9 @@
 """Stage output directories: built whole, sealed with what made them, replaced only with care.
 
-Every directory a stage writes (runs/NAME, firmware/NAME, validation/NAME) is built under a
-temporary name and renamed once complete, with `artifact.json` inside:
+Every directory a stage writes (runs/NAME, firmware/NAME, validation/NAME, a monitor's report)
+is built under a temporary name and renamed once complete, with `artifact.json` inside:
 
-    stage      the command that wrote it: train-and-compress, emit-hls or validate
+    stage      the command that wrote it: train-and-compress, emit-hls, validate or monitor
     files      {relative path: sha256} of everything it held when complete
     identity   one hash over `files`: what a downstream stage records as its source; derived
                again from `files` on every open, so an edited identity is refused
@@ -38,6 +38,7 @@ MARKER = "artifact.json"
 TRAIN = "train-and-compress"
 EMIT = "emit-hls"
 VALIDATE = "validate"
+MONITOR = "monitor"
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,8 @@ JET_WORDS = (PT_WORD, ETA_WORD, PHI_WORD, COUNT_WORD)
 
 # Features the firmware's input stage computes, in the order of their codes in the C++.
 FEATURES = ("pt", "deta", "dphi", "dr2", "count", "etarot", "phirot", "present")
+# Features that are one value per jet, repeated on every candidate slot.
+JET_LEVEL_FEATURES = frozenset({"count"})
 # Features that are not normalised: center 0 and shift 0 whatever the training split.
 UNNORMALISED = ("present",)
 # Normalisation shifts the input stage supports (the C++ keeps 16 fractional bits).

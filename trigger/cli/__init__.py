@@ -92,6 +92,7 @@ def cli() -> None:
       trigger emit-hls           hls4ml project and bit-accurate C++ emulator
       trigger emulate            a firmware's logits on every jet of a file
       trigger validate           firmware vs float model: physics and hardware
+      trigger monitor            label-free drift check of a firmware on new jets
       trigger run                all of the above for one recipe
       trigger sweep              design-space search and scaling laws on Dask
       trigger recipe show        a recipe with every default filled in
@@ -103,6 +104,7 @@ def _register() -> None:
     from trigger.cli.data import data
     from trigger.cli.emulate import emulate
     from trigger.cli.hls import emit_hls_cmd
+    from trigger.cli.monitor import monitor
     from trigger.cli.recipe import recipe
     from trigger.cli.run import run
     from trigger.cli.sweep import sweep
@@ -115,6 +117,7 @@ def _register() -> None:
         emit_hls_cmd,
         emulate,
         validate,
+        monitor,
         run,
         sweep,
         recipe,

@@ -234,6 +234,27 @@ def word_chunks(
             yield _port_rows(f, start, min(start + chunk_jets, len(f)), n_constituents)
 
 
+def observable_chunks(
+    path: str | Path, n_constituents: int, chunk_jets: int, who: str = "the firmware"
+) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """`word_chunks` with each chunk's jet observables (those of `OBSERVABLES` the file has)."""
+    with _opened_for(path, n_constituents, who, labelled=False) as f:
+        for start in range(0, len(f), chunk_jets):
+            stop = min(start + chunk_jets, len(f))
+            words = _port_rows(f, start, stop, n_constituents)
+            observables = _observables(f, f.jets[start:stop])
+            _check_values(path, None, observables)
+            yield words, observables
+
+
+def _observables(f: OpenedJets, jets: np.ndarray) -> dict[str, np.ndarray]:
+    return {
+        name: jets[:, f.jet_names.index(name)].astype(np.float32)
+        for name in OBSERVABLES
+        if name in f.jet_names
+    }
+
+
 def _read_file(path: str | Path, n_constituents: int, limit: int | None):
     with OpenedJets(path) as f:
         n = len(f) if limit is None else min(limit, len(f))
@@ -247,11 +268,7 @@ def _read_file(path: str | Path, n_constituents: int, limit: int | None):
         candidates, jet = (np.concatenate(p) for p in zip(*parts, strict=True)) if parts else empty
         jets = f.jets[:n]
         y = jets[:, f.label_columns()]
-        observables = {
-            name: jets[:, f.jet_names.index(name)].astype(np.float32)
-            for name in OBSERVABLES
-            if name in f.jet_names
-        }
+        observables = _observables(f, jets)
     _check_values(path, y, observables)
     return candidates, jet, y.astype(np.float32), observables
 
@@ -267,12 +284,17 @@ def _check_finite(
             raise TriggerError(msg)
 
 
-def _check_values(path: str | Path, y: np.ndarray, observables: dict[str, np.ndarray]) -> None:
+def _check_values(
+    path: str | Path, y: np.ndarray | None, observables: dict[str, np.ndarray]
+) -> None:
+    """Finite observables and (when given) one-hot labels, else a one-line error."""
     for name, values in observables.items():
         if not np.isfinite(values).all():
             bad = int((~np.isfinite(values)).sum())
             msg = f"{path}: {bad} jets have NaN or infinite j_{name}"
             raise TriggerError(msg)
+    if y is None:
+        return
     if not np.isfinite(y).all() or not np.all(y.sum(axis=1) == 1) or not np.isin(y, (0, 1)).all():
         msg = f"{path}: labels j_g..j_t are not one-hot for every jet"
         raise TriggerError(msg)
@@ -356,9 +378,11 @@ def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[np.ndar
     return [np.sort(part) for part in np.split(order, bounds)]
 
 
-def _raw_splits(
+def _split_indices(
     config: DataConfig, path: str | Path | Sequence[str | Path] | None
-) -> list[JetSample]:
+) -> tuple[JetSample, list[np.ndarray]]:
+    """The file's jets and the indices of its training (capped at `train_jets`), validation
+    and test splits."""
     source = path or config.path
     raw = read_jets(source, config.n_constituents, config.max_jets)
     splits = split_indices(len(raw), config.split, config.split_seed)
@@ -372,7 +396,20 @@ def _raw_splits(
         raw.weight = flattening_weights(raw)
     # The file is shuffled when written, so its leading training jets are a random subset.
     splits[0] = splits[0][: config.train_jets]
+    return raw, splits
+
+
+def _raw_splits(
+    config: DataConfig, path: str | Path | Sequence[str | Path] | None
+) -> list[JetSample]:
+    raw, splits = _split_indices(config, path)
     return [raw.take(i) for i in splits]
+
+
+def held_out_jets(config: DataConfig, path: str | Path | None = None) -> JetSample:
+    """The validation and test splits together: the jets of the file no weight was fitted to."""
+    raw, splits = _split_indices(config, path)
+    return raw.take(np.concatenate(splits[1:]))
 
 
 def _name(path: str | Path | Sequence[str | Path]) -> str:

@@ -1,0 +1,1 @@
+"""Operating a deployed tagger: label-free drift monitoring of its firmware (`trigger monitor`)."""
