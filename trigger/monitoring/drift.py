@@ -21,6 +21,7 @@ law; with a reference of m jets, shifts with m w^2 below that noncentrality are 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,12 +105,18 @@ def entries_needed(
     reference is too small to resolve)."""
     if effect <= 0 or dof < 1:
         return None
-    critical = chi2.isf(threshold, dof)
-    needed = brentq(lambda lam: ncx2.sf(critical, dof, lam) - power, 1e-9, 1e7)
-    effective = needed / effect**2  # n m / (n + m)
+    effective = noncentrality_needed(dof, threshold, power) / effect**2  # n m / (n + m)
     if effective >= reference_entries:
         return None
     return int(np.ceil(effective * reference_entries / (reference_entries - effective)))
+
+
+@functools.lru_cache(maxsize=256)
+def noncentrality_needed(dof: int, threshold: float, power: float) -> float:
+    """The noncentrality at which a chi-square test with `dof` degrees of freedom exceeds its
+    `threshold` critical value with probability `power` (the same for many tests: cached)."""
+    critical = chi2.isf(threshold, dof)
+    return float(brentq(lambda lam: ncx2.sf(critical, dof, lam) - power, 1e-9, 1e7))
 
 
 def threshold(false_alarm: float, tests: int) -> float:

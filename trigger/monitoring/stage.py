@@ -226,7 +226,7 @@ class _Plan:
     sources: dict[str, str]
 
 
-def _reference_path(run: Artifact, firmware_dir: Path, given: Path | None) -> Path:
+def reference_data_path(run: Artifact, firmware_dir: Path, given: Path | None) -> Path:
     """The run's data file (or `given`), checked to be the one the run was trained on."""
     recipe = load_recipe(firmware_dir / "recipe.yaml")
     path = require_file(given or recipe.data.path, "the run's training data")
@@ -252,7 +252,7 @@ def _plan(
     run = open_artifact(run_dir, TRAIN)
     require_source(firmware, "run", run)
     require_proven(firmware_dir)
-    reference_path = _reference_path(run, firmware_dir, reference_data)
+    reference_path = reference_data_path(run, firmware_dir, reference_data)
     stage = InputStage.load(firmware_dir / "input_stage.json")
     from trigger.data.loader import readable_jets
 
@@ -278,6 +278,33 @@ def _chunks(
 
 
 @dataclass
+class Reference:
+    """The run's held-out jets as the monitor compares with them."""
+
+    values: Values
+    jets: int
+    edges: dict[str, np.ndarray]
+
+
+def load_reference(
+    firmware_dir: Path,
+    stage: InputStage,
+    data_path: Path,
+    emulator: Callable[[np.ndarray], np.ndarray],
+    bins: int,
+) -> Reference:
+    """Every quantity on the held-out jets of the run's data file, and its bins."""
+    from trigger.data.loader import held_out_jets
+
+    recipe = load_recipe(firmware_dir / "recipe.yaml")
+    config = recipe.data.model_copy(update={"n_constituents": stage.n_constituents})
+    held_out = held_out_jets(config, data_path)
+    words = held_out.words
+    values = quantities(stage, words, emulator(words), held_out.observables)
+    return Reference(values, len(held_out), reference_edges(values, bins))
+
+
+@dataclass
 class Monitoring:
     out_dir: Path
     summary: dict[str, Any]
@@ -299,7 +326,6 @@ def monitor(
     monitor.json, report.md, report.html and PNGs to `out_dir`."""
     from tqdm import tqdm
 
-    from trigger.data.loader import held_out_jets
     from trigger.hls.fast import load_fast_emulator
     from trigger.monitoring import report
 
@@ -315,12 +341,10 @@ def monitor(
     inputs = [firmware_dir, run_dir, data_path, plan.reference_path]
     with stage_output(out_dir, MONITOR, plan.sources, inputs=inputs, replace=replace) as tmp:
         run = load_fast_emulator(firmware_dir)
-        recipe = load_recipe(firmware_dir / "recipe.yaml")
-        config = recipe.data.model_copy(update={"n_constituents": plan.stage.n_constituents})
-        held_out = held_out_jets(config, plan.reference_path)
-        words = held_out.words
-        reference = quantities(plan.stage, words, run(words), held_out.observables)
-        counted = Counted(reference_edges(reference, settings.bins))
+        reference = load_reference(
+            firmware_dir, plan.stage, plan.reference_path, run, settings.bins
+        )
+        counted = Counted(reference.edges)
         quiet = None if progress else True
         with tqdm(total=plan.jets, unit="jet", desc="monitoring", disable=quiet) as bar:
             for values, jets in _chunks(plan, data_path, run, settings.chunk_jets):
@@ -329,13 +353,13 @@ def monitor(
         if counted.jets == 0:
             msg = f"{data_path}: holds no jets"
             raise TriggerError(msg)
-        summary = summarise(reference, len(held_out), counted, settings)
+        summary = summarise(reference.values, reference.jets, counted, settings)
         summary |= {
             "firmware": str(firmware_dir),
-            "reference": {"data": str(plan.reference_path), "jets": len(held_out)},
+            "reference": {"data": str(plan.reference_path), "jets": reference.jets},
             "data": str(data_path),
         }
-        plots = report.plots(reference, counted, summary, tmp)
+        plots = report.plots(reference.values, counted, summary, tmp)
         write_json(tmp / "monitor.json", summary)
         report.write(summary, plots, tmp)
     return Monitoring(out_dir, summary)
