@@ -84,14 +84,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the table here")
     args = parser.parse_args()
 
-    from trigger.artifacts import EMIT, TRAIN, open_artifact, require_source
+    from trigger.artifacts import EMIT, TRAIN, open_artifact, require_source, training_data
+    from trigger.config import load_recipe
     from trigger.hls.fast import load_fast_emulator
     from trigger.inputs import InputStage
     from trigger.monitoring.stage import (
         MonitorSettings,
         load_reference,
         quantities,
-        reference_data_path,
     )
 
     start = time.perf_counter()
@@ -100,7 +100,7 @@ def main() -> None:
     stage = InputStage.load(args.firmware / "input_stage.json")
     emulator = load_fast_emulator(args.firmware)
     settings = MonitorSettings(false_alarm=args.false_alarm, halvings=0)
-    path = reference_data_path(run, args.firmware, None)
+    path = training_data(run, load_recipe(args.firmware / "recipe.yaml").data.path)
     reference = load_reference(args.firmware, stage, path, emulator, settings.bins)
     n = stage.n_constituents
     words, observables = read_sample(args.nominal, n)

@@ -155,6 +155,19 @@ def require_source(artifact: Artifact, key: str, upstream: Artifact) -> None:
         raise TriggerError(msg)
 
 
+def training_data(run: Artifact, recorded: str | Path, given: str | Path | None = None) -> Path:
+    """The data file `run` was trained on: `given` (the file moved), else the path its recipe
+    recorded; refused unless its content is the one the run records."""
+    path = require_file(given or recorded, "the run's training data")
+    if data_identity(path) != run.sources.get("data"):
+        msg = (
+            f"{path} is not the data file {run.path} was trained on (its content differs): "
+            "pass that file with --reference-data"
+        )
+        raise TriggerError(msg)
+    return path
+
+
 def _untracked(directory: Path) -> list[str]:
     artifact = read_artifact(directory)
     tracked = set(artifact.files) | {MARKER} if artifact else {MARKER}

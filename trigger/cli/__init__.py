@@ -93,6 +93,7 @@ def cli() -> None:
       trigger emulate            a firmware's logits on every jet of a file
       trigger validate           firmware vs float model: physics and hardware
       trigger monitor            label-free drift check of a firmware on new jets
+      trigger adapt              fine-tune a run to new conditions, footprint frozen
       trigger run                all of the above for one recipe
       trigger sweep              design-space search and scaling laws on Dask
       trigger recipe show        a recipe with every default filled in
@@ -101,6 +102,7 @@ def cli() -> None:
 
 def _register() -> None:
     # One line per command group; each module imports its stage lazily inside the command.
+    from trigger.cli.adapt import adapt
     from trigger.cli.data import data
     from trigger.cli.emulate import emulate
     from trigger.cli.hls import emit_hls_cmd
@@ -118,6 +120,7 @@ def _register() -> None:
         emulate,
         validate,
         monitor,
+        adapt,
         run,
         sweep,
         recipe,

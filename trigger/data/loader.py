@@ -430,16 +430,20 @@ def load_dataset(
     config: DataConfig,
     port: QuantizerConfig,
     path: str | Path | Sequence[str | Path] | None = None,
+    stage: InputStage | None = None,
 ) -> Dataset:
     """Read, weight and split; fit the input stage on the training split and apply it.
 
     `port` is the firmware's input format (the recipe's `quantization.input`), which the
-    features are rounded and saturated to. Data that cannot train a classifier (an empty
-    split, a class absent from the training split) is refused here, before any training.
+    features are rounded and saturated to. A given `stage` (a deployed firmware's) is applied
+    as it is, not fitted. Data that cannot train a classifier (an empty split, a class absent
+    from the training split) is refused here, before any training.
     """
     train, validation, test = _raw_splits(config, path)
     _require_every_class(train, path or config.path)
-    stage = fit_input_stage(train.candidates, train.jet, config.features, port.bits, port.integer)
+    if stage is None:
+        features, bits, integer = config.features, port.bits, port.integer
+        stage = fit_input_stage(train.candidates, train.jet, features, bits, integer)
     for sample in (train, validation, test):
         sample.x = stage.apply(sample.candidates, sample.jet)
     return Dataset(train, validation, test, stage)

@@ -34,12 +34,13 @@ from trigger.artifacts import (
     open_artifact,
     require_source,
     stage_output,
+    training_data,
 )
 from trigger.config import CLASS_NAMES, load_recipe
 from trigger.emulate import CHUNK_JETS
 from trigger.errors import TriggerError
 from trigger.inputs import JET_LEVEL_FEATURES, InputStage
-from trigger.io import Log, require_file, write_json
+from trigger.io import Log, write_json
 from trigger.monitoring import drift
 
 INPUT, SCORE, OBSERVABLE = "input", "score", "observable"
@@ -226,19 +227,6 @@ class _Plan:
     sources: dict[str, str]
 
 
-def reference_data_path(run: Artifact, firmware_dir: Path, given: Path | None) -> Path:
-    """The run's data file (or `given`), checked to be the one the run was trained on."""
-    recipe = load_recipe(firmware_dir / "recipe.yaml")
-    path = require_file(given or recipe.data.path, "the run's training data")
-    if data_identity(path) != run.sources.get("data"):
-        msg = (
-            f"{path} is not the data file {run.path} was trained on (its content differs): "
-            "pass that file with --reference-data"
-        )
-        raise TriggerError(msg)
-    return path
-
-
 def _plan(
     firmware_dir: Path,
     run_dir: Path,
@@ -252,7 +240,8 @@ def _plan(
     run = open_artifact(run_dir, TRAIN)
     require_source(firmware, "run", run)
     require_proven(firmware_dir)
-    reference_path = reference_data_path(run, firmware_dir, reference_data)
+    recipe = load_recipe(firmware_dir / "recipe.yaml")
+    reference_path = training_data(run, recipe.data.path, reference_data)
     stage = InputStage.load(firmware_dir / "input_stage.json")
     from trigger.data.loader import readable_jets
 
