@@ -118,3 +118,26 @@ def test_bad_settings_are_one_line_errors(settings, message) -> None:
 
     with pytest.raises(TriggerError, match=message):
         AdaptSettings(**settings)
+
+
+def test_a_layer_that_would_widen_an_accumulator_is_pulled_back_to_the_deployed_types(toy):
+    from trigger import taggers
+    from trigger.training.adapt import (
+        firmware_types,
+        frozen_pattern,
+        hold_firmware_types,
+        project_onto,
+    )
+
+    recipe = toy[0]
+    deployed, model = pruned_student(recipe), pruned_student(recipe)
+    pattern = frozen_pattern(model)
+    layer = taggers.dense_layers(model)[1]  # 32 inputs: their sum can outgrow the format
+    kernel, *bias = layer.get_weights()
+    layer.set_weights([np.where(kernel != 0, np.sign(kernel) * 0.99, 0.0), *bias])
+    project_onto(model, pattern)
+    assert firmware_types(model, recipe.firmware) != firmware_types(deployed, recipe.firmware)
+    assert hold_firmware_types(model, deployed, pattern, recipe.firmware) == [layer.name]
+    assert firmware_types(model, recipe.firmware) == firmware_types(deployed, recipe.firmware)
+    for a, b in zip(_weights(deployed), _weights(model), strict=True):
+        assert np.array_equal(a != 0, b != 0)

@@ -687,3 +687,49 @@ def test_monitor_refuses_what_it_cannot_compare_in_one_line(work: Path) -> None:
                      "nominal.h5", "--out", "m", cwd=work)  # fmt: skip
     assert_one_line_error(result, "firmware/tiny was made from another run", "runs/other")
     assert not (work / "m").exists()
+
+
+# --- adapting a run: same footprint, same firmware types, the usual refusals ----------------
+
+
+def test_an_adapted_run_emits_firmware_of_the_same_types_and_zeros(work: Path) -> None:
+    """Labelled toy jets of new conditions; the adapted run goes through emit-hls like any."""
+    from trigger import taggers
+
+    _pt_scaled_file(work / "new.h5", 1.3, seed=13)
+    result = trigger("adapt", "runs/tiny", "--data", "new.h5", "--out", "runs/adapted",
+                     "--epochs", "2", cwd=work)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "on the nominal one" in result.stdout
+    adapted = open_artifact(work / "runs/adapted", TRAIN)
+    assert adapted.sources["adapted_from"] == open_artifact(work / "runs/tiny", TRAIN).identity
+    before = taggers.load_model(work / "runs/tiny/student.h5")
+    after = taggers.load_model(work / "runs/adapted/student.h5")
+    for old, new in zip(taggers.dense_layers(before), taggers.dense_layers(after), strict=True):
+        for what in ("units", "kernel_quantizer_internal", "bias_quantizer_internal"):
+            assert str(getattr(old, what, None)) == str(getattr(new, what, None)), what
+        for a, b in zip(old.get_weights(), new.get_weights(), strict=True):
+            assert np.array_equal(a != 0, b != 0)
+    result = trigger("emit-hls", "runs/adapted", "--out", "firmware/adapted", cwd=work)
+    assert result.returncode == 0, result.stderr
+    conversions = [json.loads((work / f"firmware/{n}/conversion.json").read_text())
+                   for n in ("tiny", "adapted")]  # fmt: skip
+    for key in ("input", "output", "layers", "input_stage"):
+        assert conversions[0][key] == conversions[1][key], key
+    again = trigger("adapt", "runs/tiny", "--data", "new.h5", "--out", "runs/adapted",
+                    "--epochs", "2", cwd=work)  # fmt: skip
+    assert again.returncode == 0 and "up to date" in again.stdout
+
+
+def test_adapt_refuses_the_run_own_data_and_a_moved_reference_in_one_line(work: Path) -> None:
+    toy = yaml.safe_load((work / "tiny.yaml").read_text())["data"]["path"]
+    result = trigger("adapt", "runs/tiny", "--data", toy, "--out", "r", cwd=work)
+    assert_one_line_error(result, "is the data runs/tiny was trained on")
+    _pt_scaled_file(work / "new.h5", 1.3, seed=14)
+    result = trigger("adapt", "runs/tiny", "--data", "new.h5", "--out", "r",
+                     "--reference-data", "new.h5", cwd=work)  # fmt: skip
+    assert_one_line_error(result, "new.h5 is not the data file runs/tiny was trained on")
+    result = trigger("adapt", "runs/tiny", "--data", "new.h5", "--out", "r", "--epochs", "0",
+                     cwd=work)  # fmt: skip
+    assert result.returncode == 2 and "--epochs" in result.stderr
+    assert not (work / "r").exists()

@@ -38,7 +38,7 @@ from trigger.artifacts import (
     stage_output,
 )
 from trigger.artifacts import training_data as run_training_data
-from trigger.config import load_recipe, save_recipe
+from trigger.config import FirmwareConfig, load_recipe, save_recipe
 from trigger.data.loader import JetSample, load_dataset
 from trigger.errors import TriggerError
 from trigger.inputs import InputStage
@@ -141,6 +141,39 @@ def project_onto(model: tf.keras.Model, pattern: dict[str, list[np.ndarray]]) ->
                 weight = np.where(lost, np.copysign(step, before), weight)
             values.append(np.asarray(weight, np.float32))
         layer.set_weights(values)
+
+
+def firmware_types(model: tf.keras.Model, firmware: FirmwareConfig) -> dict[str, dict[str, str]]:
+    """Every layer's fixed-point types as emit-hls derives them (accumulators from the weights)."""
+    from trigger.hls.convert import plan_student
+
+    plan = plan_student(model, firmware)
+    return {lp.name: {k: v.hls() for k, v in lp.precision.items()} for lp in plan.layers}
+
+
+def hold_firmware_types(
+    model: tf.keras.Model,
+    deployed: tf.keras.Model,
+    pattern: dict[str, list[np.ndarray]],
+    firmware: FirmwareConfig,
+) -> list[str]:
+    """Pull each layer whose fine-tuned weights would widen an accumulator back towards its
+    deployed weights (halving the change, down to none) until every type is the deployed one;
+    the layers pulled back, by name."""
+    target = firmware_types(deployed, firmware)
+    pulled = []
+    for layer, old in zip(taggers.dense_layers(model), taggers.dense_layers(deployed), strict=True):
+        tuned = layer.get_weights()
+        for share in (1.0, 0.5, 0.25, 0.125, 0.0625, 0.0):
+            if share < 1:
+                layer.set_weights([o + share * (t - o) for o, t in
+                                   zip(old.get_weights(), tuned, strict=True)])  # fmt: skip
+                project_onto(model, pattern)
+            if firmware_types(model, firmware)[layer.name] == target[layer.name]:
+                break
+        if share < 1:
+            pulled.append(layer.name)
+    return pulled
 
 
 def _anchor_loss(model: tf.keras.Model, strength: float) -> None:
@@ -247,6 +280,10 @@ def adapt(
             model = taggers.load_model(run_dir / f"{name}.h5")
             pattern = frozen_pattern(model) if name == "student" else None
             histories[name] = fine_tune(model, train, validation, settings, pattern, verbose)
+            if pattern:
+                metrics["pulled_back"] = hold_firmware_types(
+                    model, deployed, pattern, recipe.firmware
+                )
             save_h5(model, tmp / f"{name}.h5")
             measure = student_metrics if name == "student" else evaluate
             metrics[name] = measure(model, new.test)
