@@ -4,7 +4,8 @@
         --seeds 3 --work runs/bench_adapt
 
 On the shifted file's test split and on the run's own (nominal) test split: the deployed
-student as it is; `trigger adapt` with nominal rehearsal (the default) and without; a student
+student as it is; `trigger adapt` with nominal rehearsal (the default), without, and (`--anchor
+L`) without rehearsal but with an L2 pull towards the deployed weights; a student
 trained from scratch on the shifted file alone (the run's recipe, label-only so that no teacher
 is trained again, its own input stage). Each mean over training seeds with its standard error.
 """
@@ -34,6 +35,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--work", type=Path, required=True, help="where the runs are written")
     parser.add_argument("--out", type=Path, default=None, help="also write the table here")
+    parser.add_argument(
+        "--anchor", type=float, action="append", default=[], metavar="L",
+        help="also adapt without rehearsal, with an L2 anchor of this strength (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     from trigger import taggers
@@ -59,10 +64,12 @@ def main() -> None:
 
     rows: dict[str, list[tuple[float, float]]] = {"deployed (nothing done)": [accuracies(args.run)]}
     for seed in range(1, args.seeds + 1):
-        for name, rehearsal in (("adapt, rehearsal 1", 1.0), ("adapt, no rehearsal", 0.0)):
-            out = args.work / f"adapt_r{rehearsal:g}_s{seed}"
-            adapt(args.run, args.shifted, out, AdaptSettings(rehearsal=rehearsal, seed=seed),
-                  verbose=0, log=print)  # fmt: skip
+        variants = [("adapt, rehearsal 1", 1.0, 0.0), ("adapt, no rehearsal", 0.0, 0.0)]
+        variants += [(f"adapt, anchor {a:g}, no rehearsal", 0.0, a) for a in args.anchor]
+        for name, rehearsal, anchor in variants:
+            out = args.work / f"adapt_r{rehearsal:g}_a{anchor:g}_s{seed}"
+            settings = AdaptSettings(rehearsal=rehearsal, anchor=anchor, seed=seed)
+            adapt(args.run, args.shifted, out, settings, verbose=0, log=print)
             rows.setdefault(name, []).append(accuracies(out))
         scratch = recipe.model_copy(update={
             "distillation": recipe.distillation.model_copy(update={"enabled": False}),
