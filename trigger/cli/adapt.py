@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from trigger.cli.options import force
+from trigger.cli.options import force, reference_data
 
 
 @click.command()
@@ -26,12 +26,7 @@ from trigger.cli.options import force
     required=True,
     help="The adapted run directory (emit-hls and validate take it like any run).",
 )
-@click.option(
-    "--reference-data",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The run's data file when it moved (checked by content) [default: the recipe's path].",
-)
+@reference_data
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--learning-rate", type=float, default=1e-3, show_default=True)
 @click.option(

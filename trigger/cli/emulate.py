@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from trigger.cli.options import engine, force
+from trigger.cli.options import chunk_jets, engine, force
 
 
 @click.command()
@@ -25,13 +25,7 @@ from trigger.cli.options import engine, force
     help="Predictions file (HDF5): logits and top_class per jet, in the file's order.",
 )
 @engine
-@click.option(
-    "--chunk-jets",
-    type=click.IntRange(min=1),
-    default=8192,  # trigger.emulate.CHUNK_JETS
-    show_default=True,
-    help="Jets read and emulated at a time (bounds the memory).",
-)
+@chunk_jets
 @force
 def emulate(
     firmware_dir: Path, data_path: Path, out: Path, engine: str, chunk_jets: int, force: bool

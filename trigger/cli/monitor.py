@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from trigger.cli.options import force
+from trigger.cli.options import chunk_jets, force, reference_data
 from trigger.errors import CheckFailed
 
 
@@ -33,12 +33,7 @@ from trigger.errors import CheckFailed
     required=True,
     help="Report directory (monitor.json, report.md/.html, PNGs).",
 )
-@click.option(
-    "--reference-data",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The run's data file when it moved (checked by content) [default: the recipe's path].",
-)
+@reference_data
 @click.option(
     "--false-alarm",
     type=float,
@@ -67,13 +62,7 @@ from trigger.errors import CheckFailed
     show_default=True,
     help="Reference-quantile bins per quantity.",
 )
-@click.option(
-    "--chunk-jets",
-    type=click.IntRange(min=1),
-    default=8192,  # trigger.emulate.CHUNK_JETS
-    show_default=True,
-    help="Jets read and emulated at a time (bounds the memory).",
-)
+@chunk_jets
 @force
 def monitor(
     firmware_dir: Path,

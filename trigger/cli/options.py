@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -31,6 +32,21 @@ engine = click.option(
     show_default=True,
     help="Firmware emulator: fast (the firmware's arithmetic vectorised with numpy) or hls (the "
     "project's own C++ through g++, the reference); both bit-exact with the firmware.",
+)
+
+chunk_jets = click.option(
+    "--chunk-jets",
+    type=click.IntRange(min=1),
+    default=8192,  # trigger.emulate.CHUNK_JETS
+    show_default=True,
+    help="Jets read and emulated at a time (bounds the memory).",
+)
+
+reference_data = click.option(
+    "--reference-data",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The run's data file when it moved (checked by content) [default: the recipe's path].",
 )
 
 scheduler = click.option(
